@@ -1,0 +1,40 @@
+"""lfi-gym agents, in the Stable-Baselines3 shape (``learn`` / ``predict`` / ``save`` / ``load``).
+
+Every agent takes any Policy (an SB3 model, another agent, ``envs.make_expert(env)``) as
+expert, and trains an SB3 policy as learner.
+"""
+
+from __future__ import annotations
+
+from agents.base import BaseAgent
+from agents.bc import BC
+from agents.dagger import DAgger
+from agents.data import Demonstrations, DemonstrationsFileError
+from agents.evaluation import evaluate_policy
+from agents.policies import MixturePolicy, OraclePolicy, Policy, as_policy
+
+#: Agents by the short name used on the command line (``lfi-gym compare --agents``).
+AGENTS: dict[str, type[BaseAgent]] = {"bc": BC, "dagger": DAgger}
+
+__all__ = [
+    "AGENTS",
+    "BC",
+    "BaseAgent",
+    "DAgger",
+    "Demonstrations",
+    "DemonstrationsFileError",
+    "MixturePolicy",
+    "OraclePolicy",
+    "Policy",
+    "as_policy",
+    "agent_class",
+    "evaluate_policy",
+]
+
+
+def agent_class(name: str) -> type[BaseAgent]:
+    """The agent class for a short name, or a ValueError listing the valid names."""
+    try:
+        return AGENTS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown agent {name!r}; valid agents: {', '.join(AGENTS)}") from None

@@ -1,0 +1,326 @@
+"""What every lfi-gym agent shares: SB3-style callbacks, logger, progress bar and files.
+
+An agent file is a zip, like an SB3 model: ``agent.json`` (class, hyperparameters,
+counters), ``policy.pt`` (the learner), ``optimizer.pt`` and optional extra members
+(e.g. DAgger's aggregated data), so that ``Agent.load(path, env)`` resumes training.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.utils import configure_logger, get_device, set_random_seed
+from tqdm.auto import tqdm
+
+AGENT_FILE_VERSION = 1
+
+
+class BaseAgent(ABC):
+    """SB3-shaped base: ``learn`` / ``predict`` / ``save`` / ``load``.
+
+    Subclasses set ``hyperparameter_names`` (saved and restored by name) and implement
+    ``_learn`` and the policy plumbing. SB3 callbacks work unchanged: they see this object
+    as ``model`` with ``num_timesteps``, ``logger``, ``get_env()`` and ``predict``.
+    """
+
+    hyperparameter_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        env: gym.Env | None,
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "auto",
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+    ) -> None:
+        if env is not None and not isinstance(env, gym.Env):
+            raise TypeError(
+                f"env must be a gymnasium.Env (e.g. gym.make('Control-CartPole-v0')), got "
+                f"{type(env).__name__}"
+            )
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.env = env
+        self.seed = seed
+        self.device = get_device(device)
+        self.tensorboard_log = tensorboard_log
+        self.verbose = verbose
+        self.num_timesteps = 0
+        self._logger: Logger | None = None
+        self._vec_env = None
+        if seed is not None:
+            set_random_seed(int(seed))
+
+    # -- SB3 compatibility ---------------------------------------------------------------
+
+    @property
+    def logger(self) -> Logger:
+        if self._logger is None:
+            self._logger = configure_logger(self.verbose, self.tensorboard_log, type(self).__name__)
+        return self._logger
+
+    def set_logger(self, logger: Logger) -> None:
+        self._logger = logger
+
+    def get_env(self):
+        """The training env as an SB3 VecEnv (what SB3 callbacks expect), or None."""
+        if self.env is None:
+            return None
+        if self._vec_env is None:
+            from stable_baselines3.common.vec_env import DummyVecEnv
+
+            env = self.env
+            self._vec_env = DummyVecEnv([lambda: env])
+        return self._vec_env
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return self.policy.observation_space
+
+    @property
+    def action_space(self) -> gym.Space:
+        return self.policy.action_space
+
+    # -- learning ------------------------------------------------------------------------
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: Any = None,
+        progress_bar: bool = False,
+        log_interval: int = 1,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+    ) -> BaseAgent:
+        """Train for ``total_timesteps`` (what a timestep is depends on the agent)."""
+        check_positive_int(total_timesteps, "total_timesteps")
+        if self.env is None:
+            raise ValueError(
+                f"{type(self).__name__}.learn needs an env: pass env= to the constructor or "
+                f"to {type(self).__name__}.load(path, env=env)"
+            )
+        if tb_log_name is not None and self.tensorboard_log is not None:
+            self._logger = configure_logger(
+                self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps
+            )
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+        callback = _convert_callback(callback)
+        callback.init_callback(self)
+        self._log_interval = log_interval
+        self._start_time = time.time()
+        target = self.num_timesteps + int(total_timesteps)
+        bar = tqdm(total=int(total_timesteps), desc=type(self).__name__, disable=not progress_bar)
+        callback.on_training_start(locals(), globals())
+        try:
+            self._learn(target, callback, bar)
+        finally:
+            bar.close()
+        callback.on_training_end()
+        return self
+
+    @abstractmethod
+    def _learn(self, target_timesteps: int, callback: BaseCallback, bar: tqdm) -> None:
+        """Train until ``num_timesteps`` reaches ``target_timesteps`` or a callback stops."""
+
+    # -- acting --------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def policy(self) -> Any:
+        """The learner (an SB3 policy module)."""
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict``: batched observations in, batched actions out."""
+        return self.policy.predict(observation, state, episode_start, deterministic)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def get_hyperparameters(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.hyperparameter_names}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the agent to a zip file, atomically (an interrupted save keeps the old file)."""
+        path = Path(path)
+        if path.suffix != ".zip":
+            path = path.with_suffix(path.suffix + ".zip") if path.suffix else path.with_suffix(".zip")
+        meta = {
+            "format": "lfi-gym.agent",
+            "file_version": AGENT_FILE_VERSION,
+            "class": type(self).__name__,
+            "hyperparameters": _jsonable(self.get_hyperparameters()),
+            "num_timesteps": self.num_timesteps,
+            "seed": self.seed,
+            "extra": _jsonable(self._extra_metadata()),
+        }
+        members = {"agent.json": json.dumps(meta, indent=2, sort_keys=True).encode()}
+        members.update(self._extra_members())
+        members["policy.pt"] = _torch_bytes(_policy_payload(self.policy))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, data in members.items():
+                    zf.writestr(name, data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, env: gym.Env | None = None, device: str = "auto", **kwargs: Any
+    ) -> BaseAgent:
+        """Load an agent saved by :meth:`save`; pass ``env`` to continue training.
+
+        Like SB3 and ``torch.load``, loading unpickles the policy: load files you trust.
+        ``kwargs`` override saved hyperparameters (e.g. ``verbose=1``).
+        """
+        path = Path(path)
+        if not path.exists() and path.with_suffix(".zip").exists():
+            path = path.with_suffix(".zip")
+        try:
+            zf = zipfile.ZipFile(path)
+        except FileNotFoundError:
+            raise
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"{path}: not an lfi-gym agent file ({exc})") from exc
+        with zf:
+            try:
+                meta = json.loads(zf.read("agent.json"))
+            except KeyError:
+                raise ValueError(f"{path}: not an lfi-gym agent file (no agent.json)") from None
+            if meta.get("class") != cls.__name__:
+                raise ValueError(
+                    f"{path} holds a {meta.get('class')} agent; load it with "
+                    f"{meta.get('class')}.load(path)"
+                )
+            if meta.get("file_version") != AGENT_FILE_VERSION:
+                raise ValueError(
+                    f"{path}: agent file version {meta.get('file_version')}, this lfi-gym "
+                    f"reads version {AGENT_FILE_VERSION}"
+                )
+            members = {name: zf.read(name) for name in zf.namelist()}
+        device_obj = get_device(device)
+        policy = _policy_from_payload(_torch_load(members.pop("policy.pt"), device_obj))
+        hyperparameters = {**meta["hyperparameters"], **kwargs}
+        agent = cls._from_saved(env, policy, hyperparameters, meta, members, device=device)
+        agent.num_timesteps = meta["num_timesteps"]
+        return agent
+
+    @classmethod
+    @abstractmethod
+    def _from_saved(
+        cls, env, policy, hyperparameters: dict[str, Any], meta: dict[str, Any],
+        members: dict[str, bytes], device: str,
+    ) -> BaseAgent:
+        """Rebuild the agent from what :meth:`save` wrote."""
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {}
+
+    def _extra_members(self) -> dict[str, bytes]:
+        return {}
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if not number > 0 or not np.isfinite(number):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def check_non_negative_float(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}") from None
+    if not number >= 0 or not np.isfinite(number):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return number
+
+
+def _convert_callback(callback: Any) -> BaseCallback:
+    if callback is None:
+        return CallbackList([])
+    if isinstance(callback, list):
+        return CallbackList([_convert_callback(c) for c in callback])
+    if isinstance(callback, BaseCallback):
+        return callback
+    if callable(callback):
+        return ConvertCallback(callback)
+    raise TypeError(f"callback must be an SB3 BaseCallback, a list of them or a callable, got {callback!r}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"cannot save hyperparameter value {value!r}; use plain numbers, strings, lists or dicts"
+    )
+
+
+def _policy_payload(policy: Any) -> dict[str, Any]:
+    return {
+        "class": policy.__class__,
+        "constructor": policy._get_constructor_parameters(),
+        "state_dict": policy.state_dict(),
+    }
+
+
+def _policy_from_payload(payload: dict[str, Any]) -> Any:
+    policy = payload["class"](**payload["constructor"])
+    policy.load_state_dict(payload["state_dict"])
+    return policy.to(next(iter(payload["state_dict"].values())).device)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _torch_load(data: bytes, device: torch.device) -> Any:
+    return torch.load(io.BytesIO(data), map_location=device, weights_only=False)

@@ -1,0 +1,270 @@
+"""DAgger (Ross, Gordon and Bagnell, 2011): roll in with a beta-mixture, label every
+visited state with the expert, aggregate, retrain.
+
+Defaults (REFERENCE.md, "DAgger"): beta_i is the probability that the expert's action is
+executed at a step of round i, decaying linearly from 1 to 0 over 15 rounds; every
+visited state is labelled by the expert; the learner is retrained on the aggregate after
+each round. ``beta_schedule="exponential"`` gives beta_i = decay**i instead, and any
+callable ``round -> beta`` is accepted.
+
+``learn(total_timesteps)`` counts environment steps, which equal expert labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from tqdm import tqdm
+
+from agents.base import BaseAgent, _torch_bytes, check_positive_int
+from agents.bc import BC
+from agents.data import Demonstrations, _TransitionBuffer
+from agents.policies import OraclePolicy, as_policy, check_probability, check_spaces
+
+
+def linear_beta(rounds: int) -> Callable[[int], float]:
+    """beta_i = max(0, 1 - i / rounds): the expert acts always in round 0, never from round
+    ``rounds`` on."""
+    check_positive_int(rounds, "beta_rounds")
+    return lambda i: max(0.0, 1.0 - i / rounds)
+
+
+def exponential_beta(decay: float) -> Callable[[int], float]:
+    """beta_i = decay ** i."""
+    decay = check_probability(decay, "beta_decay")
+    return lambda i: decay**i
+
+
+class DAgger(BaseAgent):
+    """Dataset Aggregation with an interactive expert.
+
+    ``expert`` is any Policy: ``envs.make_expert(env)``, an SB3 model, another agent.
+    Each round collects ``steps_per_round`` steps with the mixture (expert with
+    probability beta_i per step, else the learner), labels every visited state with the
+    expert *while the env is in that state* (so privileged oracles work), adds them to the
+    aggregate and trains the learner on the aggregate for ``n_epochs`` passes.
+    ``demonstrations`` optionally seeds the aggregate with offline expert data.
+    Other keyword arguments (``learning_rate``, ``batch_size``, ...) configure the BC
+    learner, as in :class:`agents.BC`.
+    """
+
+    hyperparameter_names = (
+        "steps_per_round", "beta_schedule", "beta_rounds", "beta_decay", "n_epochs",
+        "deterministic_rollouts", "retrain_from_scratch",
+    )
+
+    def __init__(
+        self,
+        env: gym.Env | None,
+        expert: Any = None,
+        *,
+        demonstrations: Demonstrations | None = None,
+        policy: Any = "MlpPolicy",
+        policy_kwargs: dict[str, Any] | None = None,
+        steps_per_round: int = 500,
+        beta_schedule: str | Callable[[int], float] = "linear",
+        beta_rounds: int = 15,
+        beta_decay: float = 0.5,
+        n_epochs: int = 4,
+        deterministic_rollouts: bool = True,
+        retrain_from_scratch: bool = False,
+        seed: int | None = None,
+        device: str | torch.device = "auto",
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        **bc_kwargs: Any,
+    ) -> None:
+        super().__init__(env, seed=seed, device=device, tensorboard_log=tensorboard_log,
+                         verbose=verbose)
+        self.steps_per_round = check_positive_int(steps_per_round, "steps_per_round")
+        self.n_epochs = check_positive_int(n_epochs, "n_epochs")
+        self.beta_rounds = check_positive_int(beta_rounds, "beta_rounds")
+        self.beta_decay = check_probability(beta_decay, "beta_decay")
+        if isinstance(beta_schedule, str):
+            makers = {"linear": lambda: linear_beta(self.beta_rounds),
+                      "exponential": lambda: exponential_beta(self.beta_decay)}
+            if beta_schedule not in makers:
+                raise ValueError(f"beta_schedule must be 'linear', 'exponential' or a callable, "
+                                 f"got {beta_schedule!r}")
+            self._beta_fn = makers[beta_schedule]()
+        elif callable(beta_schedule):
+            self._beta_fn = beta_schedule
+        else:
+            raise ValueError(f"beta_schedule must be 'linear', 'exponential' or a callable, "
+                             f"got {beta_schedule!r}")
+        self.beta_schedule = beta_schedule if isinstance(beta_schedule, str) else "custom"
+        self.deterministic_rollouts = bool(deterministic_rollouts)
+        self.retrain_from_scratch = bool(retrain_from_scratch)
+        self._policy_spec = (policy, policy_kwargs)
+        self._bc_kwargs = bc_kwargs
+        self.bc = BC(env, demonstrations, policy=policy, policy_kwargs=policy_kwargs, seed=seed,
+                     device=device, tensorboard_log=None, verbose=0, **bc_kwargs)
+        self.expert = None
+        if expert is not None:
+            self.set_expert(expert)
+        self.round = 0
+        self._rng = np.random.default_rng(seed)
+        self._needs_first_reset = True
+        self._obs = None
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        return self.bc.policy
+
+    @property
+    def demonstrations(self) -> Demonstrations | None:
+        """The aggregate: every labelled state so far."""
+        return self.bc.demonstrations
+
+    @property
+    def expert_labels(self) -> int:
+        return self.bc.expert_labels
+
+    def beta(self, round_index: int | None = None) -> float:
+        """The probability that the expert acts in ``round_index`` (default: the next round)."""
+        value = self._beta_fn(self.round if round_index is None else round_index)
+        return check_probability(value, "beta_schedule(round)")
+
+    def set_expert(self, expert: Any) -> None:
+        expert = as_policy(expert, role="expert")
+        if self.env is not None:
+            check_spaces(expert, self.env, role="expert")
+            if (isinstance(expert, OraclePolicy) and expert.privileged
+                    and expert.env.unwrapped is not self.env.unwrapped):
+                raise ValueError(
+                    "the expert reads the internal state of another env instance; create it "
+                    "with envs.make_expert(env) on the env passed to DAgger"
+                )
+        self.expert = expert
+
+    # -- training ------------------------------------------------------------------------
+
+    def _learn(self, target_timesteps: int, callback: BaseCallback, bar: tqdm) -> None:
+        if self.expert is None:
+            raise ValueError(
+                "DAgger needs an expert: DAgger(env, expert=envs.make_expert(env)), or "
+                "DAgger.load(path, env=env, expert=...) (experts are not saved with the agent)"
+            )
+        self.bc.logger  # noqa: B018 - share one logger between DAgger and its BC learner
+        self.bc.set_logger(self.logger)
+        while self.num_timesteps < target_timesteps:
+            n_steps = min(self.steps_per_round, target_timesteps - self.num_timesteps)
+            callback.on_rollout_start()
+            new_data, keep_going = self._collect_round(n_steps, callback, bar)
+            callback.on_rollout_end()
+            aggregate = new_data if self.demonstrations is None else self.demonstrations + new_data
+            self.bc.set_demonstrations(aggregate)
+            if self.retrain_from_scratch:
+                self._reset_learner()
+            self.bc._log_interval = self._log_interval
+            self.bc.train_samples(self.n_epochs * len(aggregate))
+            self.logger.record("dagger/round", self.round)
+            self.logger.record("dagger/beta", self.beta())
+            self.logger.record("dagger/expert_labels", self.expert_labels)
+            self.logger.dump(self.num_timesteps)
+            self.round += 1
+            if not keep_going:
+                break
+
+    def _collect_round(self, n_steps: int, callback: BaseCallback, bar: tqdm):
+        env, beta = self.env, self.beta()
+        buffer = _TransitionBuffer()
+        if self._needs_first_reset or self._obs is None:
+            self._obs, _ = env.reset(seed=self.seed if self._needs_first_reset else None)
+            self._needs_first_reset = False
+            self._episode_start = True
+        episode_return, returns = 0.0, []
+        keep_going = True
+        for _ in range(n_steps):
+            obs = self._obs
+            label, _ = self.expert.predict(obs, deterministic=True)
+            if self._rng.random() < beta:
+                action = label
+            else:
+                action, _ = self.bc.policy.predict(obs, deterministic=self.deterministic_rollouts)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            buffer.add(obs, label, reward, self._episode_start, terminated, truncated, None, None)
+            episode_return += reward
+            self.num_timesteps += 1
+            bar.update(1)
+            self._episode_start = terminated or truncated
+            if self._episode_start:
+                returns.append(episode_return)
+                episode_return = 0.0
+                next_obs, _ = env.reset()
+            self._obs = next_obs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                keep_going = False
+                break
+        if returns:
+            self.logger.record("rollout/ep_rew_mean", float(np.mean(returns)))
+        # The next round resumes the running episode: late-episode states get labelled too.
+        data = buffer.build(observation_space=env.observation_space,
+                            action_space=env.action_space,
+                            env_id=env.unwrapped.spec.id if env.unwrapped.spec else None,
+                            record_states=False, record_infos=False)
+        return data, keep_going
+
+    def _reset_learner(self) -> None:
+        policy, policy_kwargs = self._policy_spec
+        if not isinstance(policy, str):
+            raise ValueError("retrain_from_scratch needs policy given by name (e.g. 'MlpPolicy')")
+        demos = self.bc.demonstrations
+        self.bc = BC(self.env, demos, policy=policy, policy_kwargs=policy_kwargs,
+                     device=self.device, **self._bc_kwargs)
+        self.bc.set_logger(self.logger)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def get_hyperparameters(self) -> dict[str, Any]:
+        params = super().get_hyperparameters()
+        params.update(self.bc.get_hyperparameters())
+        return params
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {"round": self.round}
+
+    def _extra_members(self) -> dict[str, bytes]:
+        members = self.bc._extra_members()
+        if self.demonstrations is not None:
+            import tempfile
+            from pathlib import Path
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self.demonstrations.save(Path(tmp) / "aggregate.lfid")
+                members["aggregate.lfid"] = path.read_bytes()
+        members["rng.pt"] = _torch_bytes(self._rng.bit_generator.state)
+        return members
+
+    @classmethod
+    def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
+        import tempfile
+        from pathlib import Path
+
+        from agents.base import _torch_load
+
+        if hyperparameters.get("beta_schedule") == "custom":
+            raise ValueError("this DAgger used a custom beta_schedule callable; pass "
+                             "beta_schedule=<the same callable> to DAgger.load")
+        demos = None
+        if "aggregate.lfid" in members:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "aggregate.lfid"
+                path.write_bytes(members["aggregate.lfid"])
+                demos = Demonstrations.load(path, mmap=False)
+        expert = hyperparameters.pop("expert", None)
+        agent = cls(env, expert, demonstrations=demos, policy=policy, seed=meta.get("seed"),
+                    device=device, **hyperparameters)
+        if "optimizer.pt" in members:
+            agent.bc.optimizer.load_state_dict(_torch_load(members["optimizer.pt"], agent.device))
+        if "rng.pt" in members:
+            agent._rng.bit_generator.state = _torch_load(members["rng.pt"], agent.device)
+        agent.round = meta["extra"]["round"]
+        agent.bc.num_timesteps = 0
+        return agent

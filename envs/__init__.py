@@ -1,0 +1,49 @@
+"""lfi-gym environments. Importing this package registers every env id with Gymnasium.
+
+>>> import gymnasium as gym, envs
+>>> env = gym.make("Control-CartPole-v0")
+>>> obs, info = env.reset(seed=0)
+>>> state = env.get_state()
+>>> obs_again, info = env.reset_to(state)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from envs.core import RestartableEnv, State, StateError
+from envs.registration import check_env_id, register_restartable, registered_ids
+
+__all__ = [
+    "RestartableEnv",
+    "State",
+    "StateError",
+    "check_env_id",
+    "make_expert",
+    "registered_ids",
+]
+
+
+def make_expert(env: gym.Env) -> Any:
+    """The env's computational oracle as a Policy bound to ``env``.
+
+    Works through wrappers (it looks at ``env.unwrapped``). The oracle acts on the
+    observations ``env`` returns, so wrap the env *after* making its expert only with
+    wrappers that leave observations and actions unchanged.
+    """
+    base = env.unwrapped
+    if not isinstance(base, RestartableEnv):
+        raise TypeError(
+            f"make_expert needs an lfi-gym env (one of: {', '.join(registered_ids())}); "
+            f"got {type(base).__name__}"
+        )
+    return base.make_expert()
+
+
+register_restartable(
+    "Control-CartPole-v0",
+    entry_point="envs.control.cartpole:ControlCartPoleEnv",
+    reward_threshold=475.0,
+)

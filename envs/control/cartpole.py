@@ -1,0 +1,97 @@
+"""Control-CartPole-v0: Gymnasium's CartPole dynamics under the restart contract."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+from envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CartPoleState(State):
+    """Physics (x, x_dot, theta, theta_dot) in float64, RNG, step index and end-of-episode
+    bookkeeping: everything that decides what the next steps and resets return."""
+
+    physics: tuple[float, float, float, float]
+    steps_beyond_terminated: int | None
+    step: int
+    rng: str
+
+
+class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
+    """CartPole-v1 dynamics and reward with a 500-step horizon owned by the env.
+
+    Observation ``Box(4,)`` float32 (cart position, cart velocity, pole angle, pole angular
+    velocity); action ``Discrete(2)`` (push left, push right); reward 1 per step.
+    ``envs.make_expert(env)`` returns an LQR controller that balances for the full horizon.
+    """
+
+    default_id = "Control-CartPole-v0"
+    state_type = CartPoleState
+
+    def __init__(self, max_episode_steps: int = 500, render_mode: str | None = None) -> None:
+        if not isinstance(max_episode_steps, int) or max_episode_steps <= 0:
+            raise ValueError(
+                f"max_episode_steps must be a positive int, got {max_episode_steps!r}"
+            )
+        CartPoleEnv.__init__(self, render_mode=render_mode)
+        self.max_episode_steps = max_episode_steps
+        self._elapsed_steps = 0
+
+    def _reset(self, *, seed: int | None, options: dict[str, Any] | None):
+        observation, info = CartPoleEnv.reset(self, seed=seed, options=options)
+        self._elapsed_steps = 0
+        return observation, info
+
+    def _step(self, action):
+        observation, reward, terminated, _, info = CartPoleEnv.step(self, action)
+        self._elapsed_steps += 1
+        truncated = self._elapsed_steps >= self.max_episode_steps
+        return observation, float(reward), bool(terminated), truncated, info
+
+    def _capture_state(self) -> CartPoleState:
+        return CartPoleState(
+            env_id=self.env_id,
+            version=self.state_version,
+            physics=tuple(float(v) for v in self.state),
+            steps_beyond_terminated=self.steps_beyond_terminated,
+            step=self._elapsed_steps,
+            rng=rng_state(self.np_random),
+        )
+
+    def _validate_state(self, state: CartPoleState) -> None:
+        physics = state.physics
+        if not (isinstance(physics, tuple) and len(physics) == 4):
+            raise StateError(f"physics must be a tuple of 4 floats, got {physics!r}")
+        if not all(isinstance(v, float) and math.isfinite(v) for v in physics):
+            raise StateError(f"physics must hold 4 finite floats, got {physics!r}")
+        beyond = state.steps_beyond_terminated
+        if beyond is not None and not (_is_int(beyond) and beyond >= 0):
+            raise StateError(f"steps_beyond_terminated must be None or an int >= 0, got {beyond!r}")
+        if not (_is_int(state.step) and 0 <= state.step):
+            raise StateError(f"step must be an int >= 0, got {state.step!r}")
+        generator_from_state(state.rng)
+
+    def _restore_state(self, state: CartPoleState):
+        generator = generator_from_state(state.rng)
+        self.state = np.array(state.physics, dtype=np.float64)
+        self.steps_beyond_terminated = state.steps_beyond_terminated
+        self._elapsed_steps = state.step
+        self._np_random = generator
+        if self.render_mode == "human":
+            self.render()
+        return np.array(self.state, dtype=np.float32), {}
+
+    def make_expert(self):
+        from envs.control.oracles import CartPoleOracle
+
+        return CartPoleOracle(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -1,0 +1,258 @@
+"""The restart contract shared by every lfi-gym environment.
+
+An environment that follows it can hand out a snapshot of everything that decides its
+future (``get_state()``) and be put back into that exact situation later
+(``reset_to(state)`` or, equivalently and through any wrapper stack,
+``reset(options={"state": state})``). Guided algorithms (DAgger, PPO++, AggreVaTeD, ...)
+are written against this contract alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.error import ResetNeeded
+
+ObsType = TypeVar("ObsType")
+ActType = TypeVar("ActType")
+
+
+class StateError(ValueError):
+    """A State does not fit the environment it was given to (other env, version or payload)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class State:
+    """Immutable, picklable snapshot of an environment.
+
+    Subclasses are declared with ``@dataclasses.dataclass(frozen=True, eq=False)`` and add
+    their payload fields. Equality and hashing compare the concrete type and every field;
+    numpy arrays compare by dtype, shape and exact bytes, and are stored read-only.
+    """
+
+    env_id: str
+    version: int
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                object.__setattr__(self, field.name, _read_only_copy(value))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Unpickling bypasses __init__: keep arrays read-only here too.
+        for name, value in state.items():
+            if isinstance(value, np.ndarray):
+                value = _read_only_copy(value)
+            object.__setattr__(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(
+            _values_equal(getattr(self, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(self)
+        )
+
+    def __hash__(self) -> int:
+        return hash(
+            (type(self).__qualname__,)
+            + tuple(_hashable(getattr(self, f.name)) for f in dataclasses.fields(self))
+        )
+
+
+def _read_only_copy(array: np.ndarray) -> np.ndarray:
+    copy = np.array(array, copy=True)
+    copy.setflags(write=False)
+    return copy
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+            return False
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return (
+            type(a) is type(b) and len(a) == len(b) and all(map(_values_equal, a, b))
+        )
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_values_equal(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return (value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (tuple, list)):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _hashable(v)) for k, v in value.items()))
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value
+
+
+class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
+    """Base class of every lfi-gym environment: Gymnasium's API plus the restart contract.
+
+    Subclasses implement ``_reset``, ``_step``, ``_capture_state``, ``_validate_state``
+    and ``_restore_state``; this class owns the public ``reset`` / ``step`` /
+    ``get_state`` / ``reset_to`` so that every env checks states and call order the same
+    way. The env owns its horizon: ``_step`` reports truncation itself, so a restart in
+    the middle of an episode keeps the right number of remaining steps.
+    """
+
+    #: Id used in states when the env was built without ``gym.make`` (``spec`` is None).
+    default_id: ClassVar[str]
+    #: Bump when the State layout changes; states of another version are refused.
+    state_version: ClassVar[int] = 1
+    #: The concrete State subclass this env produces and accepts.
+    state_type: ClassVar[type[State]]
+
+    _has_reset: bool = False
+
+    @property
+    def env_id(self) -> str:
+        """The registered id (``spec.id``), or ``default_id`` for a directly built env."""
+        spec = self.unwrapped.spec
+        return spec.id if spec is not None else self.default_id
+
+    # -- Gymnasium API -------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsType, dict[str, Any]]:
+        if options is not None and "state" in options:
+            if seed is not None:
+                raise ValueError(
+                    "reset() got both seed and options['state']; the state carries its own "
+                    "RNG, so pass only one of them"
+                )
+            return self.reset_to(options["state"])
+        observation, info = self._reset(seed=seed, options=options)
+        self._has_reset = True
+        return observation, info
+
+    def step(self, action: ActType) -> tuple[ObsType, float, bool, bool, dict[str, Any]]:
+        if not self._has_reset:
+            raise ResetNeeded(
+                f"{self.env_id}: call reset() or reset_to(state) before step()"
+            )
+        if not self.action_space.contains(action):
+            raise ValueError(
+                f"{self.env_id}: action {action!r} is not in the action space "
+                f"{self.action_space}"
+            )
+        return self._step(action)
+
+    # -- restart contract ----------------------------------------------------------------
+
+    def get_state(self) -> State:
+        """Snapshot of everything that decides the future of this env."""
+        if not self._has_reset:
+            raise ResetNeeded(f"{self.env_id}: call reset() before get_state()")
+        return self._capture_state()
+
+    def reset_to(self, state: State) -> tuple[ObsType, dict[str, Any]]:
+        """Restore ``state`` exactly and return the observation and info at that point.
+
+        Raises :class:`StateError` (and leaves the env as it was) when ``state`` belongs to
+        another env id, another format version, or has a malformed payload.
+        """
+        self.check_state(state)
+        observation, info = self._restore_state(state)
+        self._has_reset = True
+        return observation, info
+
+    def check_state(self, state: Any) -> None:
+        """Raise :class:`StateError` unless ``state`` can be restored into this env."""
+        if not isinstance(state, State):
+            raise StateError(
+                f"{self.env_id}: expected a {self.state_type.__name__} from get_state(), "
+                f"got {type(state).__name__}"
+            )
+        if state.env_id != self.env_id:
+            raise StateError(
+                f"state belongs to env {state.env_id!r}, but this env is {self.env_id!r}; "
+                f"restore it into gym.make({state.env_id!r})"
+            )
+        if state.version != self.state_version:
+            raise StateError(
+                f"{self.env_id}: state has format version {state.version!r}, this env reads "
+                f"version {self.state_version}; re-create the state with this version of "
+                "lfi-gym"
+            )
+        if type(state) is not self.state_type:
+            raise StateError(
+                f"{self.env_id}: expected a {self.state_type.__name__}, "
+                f"got {type(state).__name__}"
+            )
+        try:
+            self._validate_state(state)
+        except StateError:
+            raise
+        except Exception as exc:  # any failure to read the payload means it is malformed
+            raise StateError(f"{self.env_id}: malformed state payload: {exc}") from exc
+
+    # -- to implement --------------------------------------------------------------------
+
+    @abstractmethod
+    def _reset(
+        self, *, seed: int | None, options: dict[str, Any] | None
+    ) -> tuple[ObsType, dict[str, Any]]: ...
+
+    @abstractmethod
+    def _step(self, action: ActType) -> tuple[ObsType, float, bool, bool, dict[str, Any]]: ...
+
+    @abstractmethod
+    def _capture_state(self) -> State: ...
+
+    @abstractmethod
+    def _validate_state(self, state: State) -> None:
+        """Raise (any exception) if the payload cannot be restored. Must not mutate self."""
+
+    @abstractmethod
+    def _restore_state(self, state: State) -> tuple[ObsType, dict[str, Any]]:
+        """Restore a validated state and return the observation and info at that point."""
+
+    def make_expert(self) -> Any:
+        """The env's computational oracle as a Policy; see :func:`envs.make_expert`."""
+        raise NotImplementedError(f"{self.env_id} has no computational oracle")
+
+
+_BIT_GENERATORS = {
+    cls.__name__: cls
+    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
+                np.random.SFC64)
+}
+
+
+def rng_state(generator: np.random.Generator) -> str:
+    """A numpy Generator's full state as a canonical JSON string (immutable, hashable)."""
+    return json.dumps(generator.bit_generator.state, sort_keys=True)
+
+
+def generator_from_state(state: str) -> np.random.Generator:
+    """Rebuild a Generator from :func:`rng_state`; raises StateError if it is malformed."""
+    if not isinstance(state, str):
+        raise StateError(f"RNG state must be a JSON string, got {type(state).__name__}")
+    try:
+        payload = json.loads(state)
+        bit_generator = _BIT_GENERATORS[payload["bit_generator"]]()
+        bit_generator.state = payload
+    except Exception as exc:
+        raise StateError(f"malformed RNG state: {exc!r}") from exc
+    return np.random.Generator(bit_generator)
