@@ -87,6 +87,10 @@ class BaseAgent(ABC):
             self._vec_env = DummyVecEnv([lambda: env])
         return self._vec_env
 
+    def get_vec_normalize_env(self) -> None:
+        """SB3 callbacks ask for it; lfi-gym agents do not normalise observations."""
+        return None
+
     @property
     def observation_space(self) -> gym.Space:
         return self.policy.observation_space

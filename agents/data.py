@@ -157,9 +157,13 @@ class Demonstrations:
             raise ValueError("nothing to concatenate: every part is empty")
         first = parts[0]
         for other in parts[1:]:
-            if first.observation_space is not None and other.observation_space is not None:
-                if first.observation_space != other.observation_space:
-                    raise ValueError("cannot concatenate demonstrations of different observation spaces")
+            for kind in ("observation_space", "action_space"):
+                mine, theirs = getattr(first, kind), getattr(other, kind)
+                if mine is not None and theirs is not None and mine != theirs:
+                    raise ValueError(
+                        f"cannot concatenate demonstrations of different "
+                        f"{kind.replace('_', ' ')}s: {mine} vs {theirs}"
+                    )
         keep_states = all(p.states is not None for p in parts)
         keep_infos = all(p.infos is not None for p in parts)
         if isinstance(first.observations, dict):

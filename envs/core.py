@@ -202,8 +202,6 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
             )
         try:
             self._validate_state(state)
-        except StateError:
-            raise
         except Exception as exc:  # any failure to read the payload means it is malformed
             raise StateError(f"{self.env_id}: malformed state payload: {exc}") from exc
 

@@ -1,0 +1,66 @@
+"""Steps/s of Control-CartPole-v0 against Gymnasium's CartPole-v1, side by side, plus the
+latency of get_state / reset_to and of the LQR oracle.
+
+    python benchmarks/cartpole_env.py [--steps 200000]
+
+Prints a ratio (ours / Gymnasium's): what the restart contract costs per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import envs
+
+
+def steps_per_second(env: gym.Env, n_steps: int, seed: int = 0) -> float:
+    actions = np.random.default_rng(seed).integers(0, 2, size=n_steps)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(int(action))
+        if terminated or truncated:
+            env.reset()
+    return n_steps / (time.perf_counter() - start)
+
+
+def per_call_microseconds(fn, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return 1e6 * (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    ours, theirs = [], []
+    for _ in range(args.repeats):  # interleaved, so drifts in machine load hit both
+        theirs.append(steps_per_second(gym.make("CartPole-v1"), args.steps))
+        ours.append(steps_per_second(gym.make("Control-CartPole-v0"), args.steps))
+    ours_best, theirs_best = max(ours), max(theirs)
+    print(f"gymnasium CartPole-v1      {theirs_best:12,.0f} steps/s")
+    print(f"lfi-gym Control-CartPole-v0 {ours_best:11,.0f} steps/s")
+    print(f"ratio (ours / gymnasium)   {ours_best / theirs_best:12.2f}x")
+
+    env = gym.make("Control-CartPole-v0")
+    env.reset(seed=0)
+    state = env.get_state()
+    expert = envs.make_expert(env)
+    obs = env.reset(seed=0)[0]
+    print(f"get_state                  {per_call_microseconds(env.get_state, 20_000):9.1f} us")
+    print(f"reset_to                   {per_call_microseconds(lambda: env.reset_to(state), 20_000):9.1f} us")
+    print(f"oracle predict (1 obs)     {per_call_microseconds(lambda: expert.predict(obs), 20_000):9.1f} us")
+    batch = np.repeat(obs[None], 1024, axis=0)
+    print(f"oracle predict (1024 obs)  {per_call_microseconds(lambda: expert.predict(batch), 2_000):9.1f} us")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The restart contract, checked on every env id lfi-gym registers.
+
+New env families are covered automatically: they only have to register their ids.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import envs
+from envs import StateError
+
+ENV_IDS = envs.registered_ids()
+MAX_EXAMPLES = 25
+
+
+def test_every_family_registers_ids() -> None:
+    assert "Control-CartPole-v0" in ENV_IDS
+
+
+@pytest.fixture(params=ENV_IDS)
+def env_id(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def _equal(a, b) -> bool:
+    """Deep equality for observations and infos (arrays compare exactly)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(_equal, a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    return a == b or (a != a and b != b)  # NaN equals NaN here
+
+
+def _run(env: gym.Env, actions: list) -> list[tuple]:
+    """Step through ``actions``; on episode end, reset without a seed (the env's own RNG
+    decides the next start, so it must be part of the state) and go on."""
+    out = []
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        out.append(("step", obs, reward, terminated, truncated, info))
+        if terminated or truncated:
+            obs, info = env.reset()
+            out.append(("reset", obs, info))
+    return out
+
+
+def test_gym_make_exposes_the_contract(env_id: str) -> None:
+    env = gym.make(env_id)
+    assert callable(env.get_state) and callable(env.reset_to)
+    env.reset(seed=0)
+    state = env.get_state()
+    assert state.env_id == env_id
+
+
+def test_gymnasium_check_env(env_id: str) -> None:
+    check_env(gym.make(env_id), skip_render_check=True)
+
+
+def test_state_is_immutable_picklable_and_compares_by_value(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=1)
+    state = env.get_state()
+    clone = pickle.loads(pickle.dumps(state))
+    assert clone == state and hash(clone) == hash(state)
+    assert copy.deepcopy(state) == state
+    assert env.get_state() == state  # taking a snapshot changes nothing
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.env_id = "other"  # type: ignore[misc]
+    for field in dataclasses.fields(state):
+        value = getattr(clone, field.name)
+        if isinstance(value, np.ndarray):
+            assert not value.flags.writeable
+    env.step(env.action_space.sample())
+    assert env.get_state() != state
+
+
+@settings(max_examples=MAX_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    action_seed=st.integers(0, 2**31 - 1),
+    steps_before=st.integers(0, 120),
+    steps_after=st.integers(1, 120),
+)
+def test_restart_is_deterministic(env_id, seed, action_seed, steps_before, steps_after) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    env.action_space.seed(action_seed)
+    _run(env, [env.action_space.sample() for _ in range(steps_before)])
+    state = env.get_state()
+    base = env.unwrapped
+    actions = [env.action_space.sample() for _ in range(steps_after)]
+    original = _run(env, actions)
+
+    restored_obs, _ = env.reset_to(state)
+    assert env.get_state() == state
+    replay = _run(env, actions)
+    assert base is env.unwrapped  # restoring happens in place
+    assert len(replay) == len(original)
+    for got, want in zip(replay, original, strict=True):
+        assert _equal(got, want), f"diverged after restart: {got} != {want}"
+
+    # A fresh env restored from the pickled state behaves the same too.
+    other = gym.make(env_id)
+    other_obs, _ = other.reset_to(pickle.loads(pickle.dumps(state)))
+    assert _equal(other_obs, restored_obs)
+    assert all(_equal(g, w) for g, w in zip(_run(other, actions), original, strict=True))
+
+
+def test_reset_to_returns_the_observation_at_the_state(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=3)
+    for _ in range(5):
+        obs, *_ = env.step(env.action_space.sample())
+    state = env.get_state()
+    env.reset(seed=4)
+    restored, _ = env.reset_to(state)
+    assert _equal(restored, obs)
+
+
+def test_state_option_works_through_a_wrapper_stack(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=5)
+    for _ in range(7):
+        env.step(env.action_space.sample())
+    state = env.get_state()
+    expected_obs, _ = env.reset_to(state)
+    actions = [env.action_space.sample() for _ in range(20)]
+    expected = _run(env, actions)
+
+    wrapped = gym.wrappers.RecordEpisodeStatistics(
+        gym.wrappers.OrderEnforcing(gym.wrappers.PassiveEnvChecker(gym.make(env_id)))
+    )
+    obs, _ = wrapped.reset(options={"state": state})
+    assert _equal(obs, expected_obs)
+    got = _run(wrapped, actions)
+    # RecordEpisodeStatistics adds its own info keys: compare all but the infos.
+    assert len(got) == len(expected)
+    assert all(_equal(g[:-1], w[:-1]) for g, w in zip(got, expected, strict=True))
+
+    with pytest.raises(ValueError, match="seed"):
+        wrapped.reset(seed=0, options={"state": state})
+
+
+def test_restart_forwarding_wrapper(env_id: str) -> None:
+    from wrappers import RestartForwarding
+
+    env = RestartForwarding(gym.wrappers.RecordEpisodeStatistics(gym.make(env_id)))
+    env.reset(seed=0)
+    state = env.get_state()
+    obs, _ = env.reset_to(state)
+    assert _equal(obs, gym.make(env_id).reset_to(state)[0])
+
+
+def _malformed_variants(state: envs.State) -> list[tuple[str, object]]:
+    variants: list[tuple[str, object]] = [
+        ("other env id", dataclasses.replace(state, env_id="Some-Other-v0")),
+        ("other version", dataclasses.replace(state, version=state.version + 1)),
+        ("not a state", {"env_id": state.env_id}),
+        ("None", None),
+    ]
+    for field in dataclasses.fields(state):
+        if field.name in ("env_id", "version"):
+            continue
+        for bad in ("\x00malformed", [object()], -1.5e300):
+            variants.append((f"{field.name}={bad!r}", dataclasses.replace(state, **{field.name: bad})))
+    return variants
+
+
+def test_bad_states_raise_state_error_and_leave_env_unchanged(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=7)
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    state = env.get_state()
+    actions = [env.action_space.sample() for _ in range(10)]
+    for label, bad in _malformed_variants(state):
+        with pytest.raises(StateError):
+            env.reset_to(bad)
+        with pytest.raises(StateError):
+            env.reset(options={"state": bad})
+        assert env.get_state() == state, f"env changed after refusing {label}"
+    # The env still continues exactly as before the refused calls.
+    continued = _run(env, actions)
+    env.reset_to(state)
+    assert all(_equal(g, w) for g, w in zip(continued, _run(env, actions), strict=True))
+
+
+def test_state_error_names_the_problem(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    state = env.get_state()
+    with pytest.raises(StateError, match="Some-Other-v0"):
+        env.reset_to(dataclasses.replace(state, env_id="Some-Other-v0"))
+    with pytest.raises(StateError, match="version"):
+        env.reset_to(dataclasses.replace(state, version=99))
+    assert issubclass(StateError, ValueError)
+
+
+def test_step_before_reset_is_refused(env_id: str) -> None:
+    env = gym.make(env_id)
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(env.action_space.sample())
+    with pytest.raises(gym.error.ResetNeeded):
+        env.get_state()
+
+
+def test_invalid_action_is_refused(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    state = env.get_state()
+    bad = _invalid_action(env.action_space)
+    with pytest.raises(ValueError, match="action"):
+        env.step(bad)
+    assert env.get_state() == state
+
+
+def _invalid_action(space: gym.Space):
+    if isinstance(space, gym.spaces.Discrete):
+        return space.start + space.n
+    if isinstance(space, gym.spaces.Box):
+        return np.full(space.shape, np.inf, dtype=space.dtype)
+    return object()
+
+
+def test_expert_is_a_bound_policy(env_id: str) -> None:
+    env = gym.make(env_id)
+    try:
+        expert = envs.make_expert(env)
+    except NotImplementedError:
+        pytest.skip(f"{env_id} has no oracle")
+    obs, _ = env.reset(seed=0)
+    action, state = expert.predict(obs)
+    assert env.action_space.contains(action)
+    assert expert.action_space == env.action_space
