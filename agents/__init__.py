@@ -26,8 +26,8 @@ __all__ = [
     "MixturePolicy",
     "OraclePolicy",
     "Policy",
-    "as_policy",
     "agent_class",
+    "as_policy",
     "evaluate_policy",
 ]
 

@@ -106,7 +106,6 @@ class BaseAgent(ABC):
         total_timesteps: int,
         callback: Any = None,
         progress_bar: bool = False,
-        log_interval: int = 1,
         tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
     ) -> BaseAgent:
@@ -125,7 +124,6 @@ class BaseAgent(ABC):
             self.num_timesteps = 0
         callback = _convert_callback(callback)
         callback.init_callback(self)
-        self._log_interval = log_interval
         self._start_time = time.time()
         target = self.num_timesteps + int(total_timesteps)
         bar = tqdm(total=int(total_timesteps), desc=type(self).__name__, disable=not progress_bar)
@@ -167,7 +165,9 @@ class BaseAgent(ABC):
         """Write the agent to a zip file, atomically (an interrupted save keeps the old file)."""
         path = Path(path)
         if path.suffix != ".zip":
-            path = path.with_suffix(path.suffix + ".zip") if path.suffix else path.with_suffix(".zip")
+            path = (
+                path.with_suffix(path.suffix + ".zip") if path.suffix else path.with_suffix(".zip")
+            )
         meta = {
             "format": "lfi-gym.agent",
             "file_version": AGENT_FILE_VERSION,
@@ -195,7 +195,11 @@ class BaseAgent(ABC):
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, env: gym.Env | None = None, device: str = "auto", **kwargs: Any
+        cls,
+        path: str | os.PathLike,
+        env: gym.Env | None = None,
+        device: str = "auto",
+        **kwargs: Any,
     ) -> BaseAgent:
         """Load an agent saved by :meth:`save`; pass ``env`` to continue training.
 
@@ -207,8 +211,6 @@ class BaseAgent(ABC):
             path = path.with_suffix(".zip")
         try:
             zf = zipfile.ZipFile(path)
-        except FileNotFoundError:
-            raise
         except zipfile.BadZipFile as exc:
             raise ValueError(f"{path}: not an lfi-gym agent file ({exc})") from exc
         with zf:
@@ -237,8 +239,13 @@ class BaseAgent(ABC):
     @classmethod
     @abstractmethod
     def _from_saved(
-        cls, env, policy, hyperparameters: dict[str, Any], meta: dict[str, Any],
-        members: dict[str, bytes], device: str,
+        cls,
+        env,
+        policy,
+        hyperparameters: dict[str, Any],
+        meta: dict[str, Any],
+        members: dict[str, bytes],
+        device: str,
     ) -> BaseAgent:
         """Rebuild the agent from what :meth:`save` wrote."""
 
@@ -287,7 +294,9 @@ def _convert_callback(callback: Any) -> BaseCallback:
         return callback
     if callable(callback):
         return ConvertCallback(callback)
-    raise TypeError(f"callback must be an SB3 BaseCallback, a list of them or a callable, got {callback!r}")
+    raise TypeError(
+        f"callback must be an SB3 BaseCallback, a list of them or a callable, got {callback!r}"
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -30,8 +30,11 @@ POLICY_ALIASES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 
 
 def make_learner(
-    policy: Any, observation_space: gym.Space, action_space: gym.Space,
-    policy_kwargs: dict[str, Any] | None, device: torch.device,
+    policy: Any,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    policy_kwargs: dict[str, Any] | None,
+    device: torch.device,
 ) -> torch.nn.Module:
     """Build or unwrap the learner: an SB3 policy name, model or policy -> SB3 policy module."""
     if isinstance(policy, str):
@@ -41,13 +44,21 @@ def make_learner(
             MultiInputActorCriticPolicy,
         )
 
-        classes = dict(zip(POLICY_ALIASES, (ActorCriticPolicy, ActorCriticCnnPolicy,
-                                            MultiInputActorCriticPolicy), strict=True))
+        classes = dict(
+            zip(
+                POLICY_ALIASES,
+                (ActorCriticPolicy, ActorCriticCnnPolicy, MultiInputActorCriticPolicy),
+                strict=True,
+            )
+        )
         if policy not in classes:
-            raise ValueError(f"unknown policy {policy!r}; use one of {', '.join(POLICY_ALIASES)}, "
-                             "an SB3 model or an SB3 policy")
-        module = classes[policy](observation_space, action_space, lambda _: 0.0,
-                                 **(policy_kwargs or {}))
+            raise ValueError(
+                f"unknown policy {policy!r}; use one of {', '.join(POLICY_ALIASES)}, "
+                "an SB3 model or an SB3 policy"
+            )
+        module = classes[policy](
+            observation_space, action_space, lambda _: 0.0, **(policy_kwargs or {})
+        )
     else:
         if policy_kwargs:
             raise ValueError("policy_kwargs only apply when policy is a name like 'MlpPolicy'")
@@ -87,29 +98,35 @@ class BC(BaseAgent):
         tensorboard_log: str | None = None,
         verbose: int = 0,
     ) -> None:
-        super().__init__(env, seed=seed, device=device, tensorboard_log=tensorboard_log,
-                         verbose=verbose)
+        super().__init__(
+            env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose
+        )
         self.learning_rate = check_positive_float(learning_rate, "learning_rate")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.ent_coef = check_non_negative_float(ent_coef, "ent_coef")
         self.l2_coef = check_non_negative_float(l2_coef, "l2_coef")
-        self.max_grad_norm = (None if max_grad_norm is None
-                              else check_positive_float(max_grad_norm, "max_grad_norm"))
+        self.max_grad_norm = (
+            None if max_grad_norm is None else check_positive_float(max_grad_norm, "max_grad_norm")
+        )
         if env is None and isinstance(policy, str):
             raise ValueError("BC needs an env to build a policy from a name; pass env=")
         observation_space = env.observation_space if env is not None else None
         action_space = env.action_space if env is not None else None
-        self._policy = make_learner(policy, observation_space, action_space, policy_kwargs,
-                                    self.device)
+        self._policy = make_learner(
+            policy, observation_space, action_space, policy_kwargs, self.device
+        )
         if env is not None:
             check_spaces(self._policy, env, role="policy")
         self.demonstrations: Demonstrations | None = None
         if demonstrations is not None:
             self.set_demonstrations(demonstrations)
-        self.optimizer = torch.optim.Adam(self._policy.parameters(), lr=self.learning_rate,
-                                          weight_decay=self.l2_coef)
+        self.optimizer = torch.optim.Adam(
+            self._policy.parameters(), lr=self.learning_rate, weight_decay=self.l2_coef
+        )
         self._rng = np.random.default_rng(seed)
         self._n_updates = 0
+        #: Training statistics go to the logger every this many gradient steps.
+        self.log_every_updates = 100
 
     @property
     def policy(self) -> torch.nn.Module:
@@ -122,7 +139,9 @@ class BC(BaseAgent):
     def set_demonstrations(self, demonstrations: Demonstrations) -> None:
         """Replace the training data (checked against the learner's spaces)."""
         if not isinstance(demonstrations, Demonstrations):
-            raise TypeError(f"demonstrations must be a Demonstrations, got {type(demonstrations).__name__}")
+            raise TypeError(
+                f"demonstrations must be a Demonstrations, got {type(demonstrations).__name__}"
+            )
         if len(demonstrations) == 0:
             raise ValueError("demonstrations are empty: collect at least one transition")
         for kind in ("observation_space", "action_space"):
@@ -142,8 +161,9 @@ class BC(BaseAgent):
             )
         self.train_samples(target_timesteps - self.num_timesteps, callback, bar)
 
-    def train_samples(self, n_samples: int, callback: BaseCallback | None = None,
-                      bar: tqdm | None = None) -> bool:
+    def train_samples(
+        self, n_samples: int, callback: BaseCallback | None = None, bar: tqdm | None = None
+    ) -> bool:
         """Take gradient steps until ``n_samples`` samples were seen; False if a callback
         stopped training."""
         self._policy.set_training_mode(True)
@@ -160,7 +180,7 @@ class BC(BaseAgent):
                     self._n_updates += 1
                     if bar is not None:
                         bar.update(n)
-                    if self._n_updates % max(1, self._log_interval_updates()) == 0:
+                    if self._n_updates % self.log_every_updates == 0:
                         for key, value in stats.items():
                             self.logger.record(f"train/{key}", value)
                         self.logger.record("train/n_updates", self._n_updates)
@@ -174,9 +194,6 @@ class BC(BaseAgent):
         finally:
             self._policy.set_training_mode(False)
         return True
-
-    def _log_interval_updates(self) -> int:
-        return 100 * getattr(self, "_log_interval", 1)
 
     def _update(self, batch: dict[str, Any]) -> dict[str, float]:
         actions = batch["actions"]

@@ -54,8 +54,13 @@ class DAgger(BaseAgent):
     """
 
     hyperparameter_names = (
-        "steps_per_round", "beta_schedule", "beta_rounds", "beta_decay", "n_epochs",
-        "deterministic_rollouts", "retrain_from_scratch",
+        "steps_per_round",
+        "beta_schedule",
+        "beta_rounds",
+        "beta_decay",
+        "n_epochs",
+        "deterministic_rollouts",
+        "retrain_from_scratch",
     )
 
     def __init__(
@@ -79,31 +84,47 @@ class DAgger(BaseAgent):
         verbose: int = 0,
         **bc_kwargs: Any,
     ) -> None:
-        super().__init__(env, seed=seed, device=device, tensorboard_log=tensorboard_log,
-                         verbose=verbose)
+        super().__init__(
+            env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose
+        )
         self.steps_per_round = check_positive_int(steps_per_round, "steps_per_round")
         self.n_epochs = check_positive_int(n_epochs, "n_epochs")
         self.beta_rounds = check_positive_int(beta_rounds, "beta_rounds")
         self.beta_decay = check_probability(beta_decay, "beta_decay")
         if isinstance(beta_schedule, str):
-            makers = {"linear": lambda: linear_beta(self.beta_rounds),
-                      "exponential": lambda: exponential_beta(self.beta_decay)}
+            makers = {
+                "linear": lambda: linear_beta(self.beta_rounds),
+                "exponential": lambda: exponential_beta(self.beta_decay),
+            }
             if beta_schedule not in makers:
-                raise ValueError(f"beta_schedule must be 'linear', 'exponential' or a callable, "
-                                 f"got {beta_schedule!r}")
+                raise ValueError(
+                    f"beta_schedule must be 'linear', 'exponential' or a callable, "
+                    f"got {beta_schedule!r}"
+                )
             self._beta_fn = makers[beta_schedule]()
         elif callable(beta_schedule):
             self._beta_fn = beta_schedule
         else:
-            raise ValueError(f"beta_schedule must be 'linear', 'exponential' or a callable, "
-                             f"got {beta_schedule!r}")
+            raise ValueError(
+                f"beta_schedule must be 'linear', 'exponential' or a callable, "
+                f"got {beta_schedule!r}"
+            )
         self.beta_schedule = beta_schedule if isinstance(beta_schedule, str) else "custom"
         self.deterministic_rollouts = bool(deterministic_rollouts)
         self.retrain_from_scratch = bool(retrain_from_scratch)
         self._policy_spec = (policy, policy_kwargs)
         self._bc_kwargs = bc_kwargs
-        self.bc = BC(env, demonstrations, policy=policy, policy_kwargs=policy_kwargs, seed=seed,
-                     device=device, tensorboard_log=None, verbose=0, **bc_kwargs)
+        self.bc = BC(
+            env,
+            demonstrations,
+            policy=policy,
+            policy_kwargs=policy_kwargs,
+            seed=seed,
+            device=device,
+            tensorboard_log=None,
+            verbose=0,
+            **bc_kwargs,
+        )
         self.expert = None
         if expert is not None:
             self.set_expert(expert)
@@ -134,8 +155,11 @@ class DAgger(BaseAgent):
         expert = as_policy(expert, role="expert")
         if self.env is not None:
             check_spaces(expert, self.env, role="expert")
-            if (isinstance(expert, OraclePolicy) and expert.privileged
-                    and expert.env.unwrapped is not self.env.unwrapped):
+            if (
+                isinstance(expert, OraclePolicy)
+                and expert.privileged
+                and expert.env.unwrapped is not self.env.unwrapped
+            ):
                 raise ValueError(
                     "the expert reads the internal state of another env instance; create it "
                     "with envs.make_expert(env) on the env passed to DAgger"
@@ -150,8 +174,7 @@ class DAgger(BaseAgent):
                 "DAgger needs an expert: DAgger(env, expert=envs.make_expert(env)), or "
                 "DAgger.load(path, env=env, expert=...) (experts are not saved with the agent)"
             )
-        self.bc.logger  # noqa: B018 - share one logger between DAgger and its BC learner
-        self.bc.set_logger(self.logger)
+        self.bc.set_logger(self.logger)  # one logger for DAgger and its BC learner
         while self.num_timesteps < target_timesteps:
             n_steps = min(self.steps_per_round, target_timesteps - self.num_timesteps)
             callback.on_rollout_start()
@@ -161,7 +184,6 @@ class DAgger(BaseAgent):
             self.bc.set_demonstrations(aggregate)
             if self.retrain_from_scratch:
                 self._reset_learner()
-            self.bc._log_interval = self._log_interval
             self.bc.train_samples(self.n_epochs * len(aggregate))
             self.logger.record("dagger/round", self.round)
             self.logger.record("dagger/beta", self.beta())
@@ -205,10 +227,13 @@ class DAgger(BaseAgent):
         if returns:
             self.logger.record("rollout/ep_rew_mean", float(np.mean(returns)))
         # The next round resumes the running episode: late-episode states get labelled too.
-        data = buffer.build(observation_space=env.observation_space,
-                            action_space=env.action_space,
-                            env_id=env.unwrapped.spec.id if env.unwrapped.spec else None,
-                            record_states=False, record_infos=False)
+        data = buffer.build(
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            env_id=env.unwrapped.spec.id if env.unwrapped.spec else None,
+            record_states=False,
+            record_infos=False,
+        )
         return data, keep_going
 
     def _reset_learner(self) -> None:
@@ -216,8 +241,14 @@ class DAgger(BaseAgent):
         if not isinstance(policy, str):
             raise ValueError("retrain_from_scratch needs policy given by name (e.g. 'MlpPolicy')")
         demos = self.bc.demonstrations
-        self.bc = BC(self.env, demos, policy=policy, policy_kwargs=policy_kwargs,
-                     device=self.device, **self._bc_kwargs)
+        self.bc = BC(
+            self.env,
+            demos,
+            policy=policy,
+            policy_kwargs=policy_kwargs,
+            device=self.device,
+            **self._bc_kwargs,
+        )
         self.bc.set_logger(self.logger)
 
     # -- files ---------------------------------------------------------------------------
@@ -250,8 +281,10 @@ class DAgger(BaseAgent):
         from agents.base import _torch_load
 
         if hyperparameters.get("beta_schedule") == "custom":
-            raise ValueError("this DAgger used a custom beta_schedule callable; pass "
-                             "beta_schedule=<the same callable> to DAgger.load")
+            raise ValueError(
+                "this DAgger used a custom beta_schedule callable; pass "
+                "beta_schedule=<the same callable> to DAgger.load"
+            )
         demos = None
         if "aggregate.lfid" in members:
             with tempfile.TemporaryDirectory() as tmp:
@@ -259,8 +292,15 @@ class DAgger(BaseAgent):
                 path.write_bytes(members["aggregate.lfid"])
                 demos = Demonstrations.load(path, mmap=False)
         expert = hyperparameters.pop("expert", None)
-        agent = cls(env, expert, demonstrations=demos, policy=policy, seed=meta.get("seed"),
-                    device=device, **hyperparameters)
+        agent = cls(
+            env,
+            expert,
+            demonstrations=demos,
+            policy=policy,
+            seed=meta.get("seed"),
+            device=device,
+            **hyperparameters,
+        )
         if "optimizer.pt" in members:
             agent.bc.optimizer.load_state_dict(_torch_load(members["optimizer.pt"], agent.device))
         if "rng.pt" in members:

@@ -139,7 +139,9 @@ class Demonstrations:
         parts = [np.arange(slices[i].start, slices[i].stop) for i in episode_indices]
         return self.select(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
 
-    def split(self, fraction: float, *, seed: int | None = None) -> tuple[Demonstrations, Demonstrations]:
+    def split(
+        self, fraction: float, *, seed: int | None = None
+    ) -> tuple[Demonstrations, Demonstrations]:
         """Split whole episodes at random into (``fraction`` of them, the rest)."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
@@ -205,7 +207,11 @@ class Demonstrations:
         order = rng.permutation(n) if shuffle else np.arange(n)
         stop = n - n % batch_size if drop_last else n
         for start in range(0, stop, batch_size):
-            idx = np.sort(order[start : start + batch_size]) if not shuffle else order[start : start + batch_size]
+            idx = (
+                np.sort(order[start : start + batch_size])
+                if not shuffle
+                else order[start : start + batch_size]
+            )
             yield {
                 "observations": _map_observations(
                     self.observations, lambda a, idx=idx: torch.as_tensor(a[idx], device=device)
@@ -246,19 +252,33 @@ class Demonstrations:
         if record_states and not hasattr(env.unwrapped, "get_state"):
             raise ValueError("record_states=True needs an lfi-gym env (with get_state())")
         buffer = _TransitionBuffer()
-        obs, info = env.reset(seed=seed)
+        obs, _ = env.reset(seed=seed)
         episodes_done, episode_start, recurrent = 0, True, None
-        bar = tqdm(total=n_steps or n_episodes, desc="collect", unit="step" if n_steps else "ep",
-                   disable=not progress_bar)
+        bar = tqdm(
+            total=n_steps or n_episodes,
+            desc="collect",
+            unit="step" if n_steps else "ep",
+            disable=not progress_bar,
+        )
         while True:
             state = env.unwrapped.get_state() if record_states else None
             action, recurrent = policy.predict(
-                obs, state=recurrent, episode_start=np.array([episode_start]),
+                obs,
+                state=recurrent,
+                episode_start=np.array([episode_start]),
                 deterministic=deterministic,
             )
             next_obs, reward, terminated, truncated, step_info = env.step(action)
-            buffer.add(obs, action, reward, episode_start, terminated, truncated,
-                       state, step_info if record_infos else None)
+            buffer.add(
+                obs,
+                action,
+                reward,
+                episode_start,
+                terminated,
+                truncated,
+                state,
+                step_info if record_infos else None,
+            )
             episode_start = terminated or truncated
             if n_steps:
                 bar.update(1)
@@ -311,12 +331,19 @@ class Demonstrations:
                 for key, array in arrays.items():
                     writer.pad_to(_ALIGN)
                     sections[key] = {
-                        "kind": "array", "dtype": array.dtype.str, "shape": list(array.shape),
-                        "offset": writer.position, "nbytes": array.nbytes,
+                        "kind": "array",
+                        "dtype": array.dtype.str,
+                        "shape": list(array.shape),
+                        "offset": writer.position,
+                        "nbytes": array.nbytes,
                     }
                     writer.write(memoryview(array.reshape(-1)).cast("B") if array.size else b"")
                 for key, blob in blobs.items():
-                    sections[key] = {"kind": "pickle", "offset": writer.position, "nbytes": len(blob)}
+                    sections[key] = {
+                        "kind": "pickle",
+                        "offset": writer.position,
+                        "nbytes": len(blob),
+                    }
                     writer.write(blob)
                 footer = {
                     "format": "lfi-gym.demonstrations",
@@ -377,19 +404,25 @@ class Demonstrations:
                 if section["kind"] == "array":
                     dtype, shape = np.dtype(section["dtype"]), tuple(section["shape"])
                     if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != nbytes:
-                        raise DemonstrationsFileError(f"{path}: section {key!r} has an inconsistent size")
+                        raise DemonstrationsFileError(
+                            f"{path}: section {key!r} has an inconsistent size"
+                        )
                     if mmap and nbytes:
-                        arrays[key] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+                        arrays[key] = np.memmap(
+                            path, dtype=dtype, mode="r", offset=offset, shape=shape
+                        )
                     else:
                         f.seek(offset)
-                        arrays[key] = np.frombuffer(f.read(nbytes), dtype=dtype).reshape(shape).copy()
+                        arrays[key] = (
+                            np.frombuffer(f.read(nbytes), dtype=dtype).reshape(shape).copy()
+                        )
                 else:
                     f.seek(offset)
                     blobs[key] = pickle.loads(f.read(nbytes))
         if footer["observations"] == "dict":
             prefix = "observations/"
             observations: Observations = {
-                k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)
+                k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)
             }
         else:
             observations = arrays["observations"]
@@ -472,7 +505,7 @@ class _TransitionBuffer:
             actions=np.stack(self.actions),
             rewards=np.array(self.rewards),
             # A recording that resumed mid-episode still starts a (partial) episode.
-            episode_starts=np.array([True] + self.episode_starts[1:]),
+            episode_starts=np.array([True, *self.episode_starts[1:]]),
             terminated=np.array(self.terminated),
             truncated=np.array(self.truncated),
             states=self.states if record_states else None,
@@ -539,8 +572,11 @@ def _read_footer(path: Path) -> tuple[dict[str, Any], int]:
     if version != SCHEMA_VERSION:
         raise DemonstrationsFileError(
             f"{path}: schema version {version!r}; this lfi-gym reads version {SCHEMA_VERSION}"
-            + (" (the file was written by a newer lfi-gym: upgrade)" if isinstance(version, int)
-               and version > SCHEMA_VERSION else "")
+            + (
+                " (the file was written by a newer lfi-gym: upgrade)"
+                if isinstance(version, int) and version > SCHEMA_VERSION
+                else ""
+            )
         )
     return footer, data_end
 

@@ -102,8 +102,7 @@ def batch_observation(observation: Any, space: gym.Space) -> tuple[Any, bool]:
     if obs.ndim == len(shape) + 1 and obs.shape[1:] == shape:
         return obs, True
     raise ValueError(
-        f"observation has shape {obs.shape}; expected {shape} or (n_envs, *{shape}) "
-        f"for {space}"
+        f"observation has shape {obs.shape}; expected {shape} or (n_envs, *{shape}) for {space}"
     )
 
 
@@ -141,7 +140,8 @@ class OraclePolicy:
         return (actions if was_batched else actions[0]), state
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(env={self.env.unwrapped.spec.id if self.env.unwrapped.spec else self.env})"
+        spec = self.env.unwrapped.spec
+        return f"{type(self).__name__}(env={spec.id if spec is not None else self.env})"
 
 
 # -- mixtures -------------------------------------------------------------------------

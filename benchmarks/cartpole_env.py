@@ -55,11 +55,15 @@ def main() -> None:
     state = env.get_state()
     expert = envs.make_expert(env)
     obs = env.reset(seed=0)[0]
-    print(f"get_state                  {per_call_microseconds(env.get_state, 20_000):9.1f} us")
-    print(f"reset_to                   {per_call_microseconds(lambda: env.reset_to(state), 20_000):9.1f} us")
-    print(f"oracle predict (1 obs)     {per_call_microseconds(lambda: expert.predict(obs), 20_000):9.1f} us")
     batch = np.repeat(obs[None], 1024, axis=0)
-    print(f"oracle predict (1024 obs)  {per_call_microseconds(lambda: expert.predict(batch), 2_000):9.1f} us")
+    timings = {
+        "get_state": per_call_microseconds(env.get_state, 20_000),
+        "reset_to": per_call_microseconds(lambda: env.reset_to(state), 20_000),
+        "oracle predict (1 obs)": per_call_microseconds(lambda: expert.predict(obs), 20_000),
+        "oracle predict (1024 obs)": per_call_microseconds(lambda: expert.predict(batch), 2_000),
+    }
+    for name, microseconds in timings.items():
+        print(f"{name:27s}{microseconds:9.1f} us")
 
 
 if __name__ == "__main__":

@@ -62,10 +62,8 @@ class State:
         )
 
     def __hash__(self) -> int:
-        return hash(
-            (type(self).__qualname__,)
-            + tuple(_hashable(getattr(self, f.name)) for f in dataclasses.fields(self))
-        )
+        values = (_hashable(getattr(self, f.name)) for f in dataclasses.fields(self))
+        return hash((type(self).__qualname__, *values))
 
 
 def _read_only_copy(array: np.ndarray) -> np.ndarray:
@@ -82,9 +80,7 @@ def _values_equal(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return a == b or (math.isnan(a) and math.isnan(b))
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return (
-            type(a) is type(b) and len(a) == len(b) and all(map(_values_equal, a, b))
-        )
+        return type(a) is type(b) and len(a) == len(b) and all(map(_values_equal, a, b))
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(_values_equal(a[k], b[k]) for k in a)
     try:
@@ -148,13 +144,10 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
 
     def step(self, action: ActType) -> tuple[ObsType, float, bool, bool, dict[str, Any]]:
         if not self._has_reset:
-            raise ResetNeeded(
-                f"{self.env_id}: call reset() or reset_to(state) before step()"
-            )
+            raise ResetNeeded(f"{self.env_id}: call reset() or reset_to(state) before step()")
         if not self.action_space.contains(action):
             raise ValueError(
-                f"{self.env_id}: action {action!r} is not in the action space "
-                f"{self.action_space}"
+                f"{self.env_id}: action {action!r} is not in the action space {self.action_space}"
             )
         return self._step(action)
 
@@ -197,8 +190,7 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
             )
         if type(state) is not self.state_type:
             raise StateError(
-                f"{self.env_id}: expected a {self.state_type.__name__}, "
-                f"got {type(state).__name__}"
+                f"{self.env_id}: expected a {self.state_type.__name__}, got {type(state).__name__}"
             )
         try:
             self._validate_state(state)
@@ -233,8 +225,13 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
 
 _BIT_GENERATORS = {
     cls.__name__: cls
-    for cls in (np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937, np.random.Philox,
-                np.random.SFC64)
+    for cls in (
+        np.random.PCG64,
+        np.random.PCG64DXSM,
+        np.random.MT19937,
+        np.random.Philox,
+        np.random.SFC64,
+    )
 }
 
 

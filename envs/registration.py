@@ -36,6 +36,4 @@ def registered_ids() -> list[str]:
 def check_env_id(env_id: str) -> None:
     """Raise a ValueError listing the valid ids if ``env_id`` is not an lfi-gym env."""
     if env_id not in _REGISTERED:
-        raise ValueError(
-            f"unknown env id {env_id!r}; lfi-gym registers: {', '.join(_REGISTERED)}"
-        )
+        raise ValueError(f"unknown env id {env_id!r}; lfi-gym registers: {', '.join(_REGISTERED)}")

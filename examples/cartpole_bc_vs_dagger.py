@@ -30,15 +30,22 @@ def main() -> None:
         demos = Demonstrations.collect(env, expert, n_steps=args.labels, seed=seed)
         bc = BC(env, demos, seed=seed).learn(total_timesteps=100 * args.labels)
         # Ross et al.'s schedule: the expert acts in round 0 only (beta_rounds=1).
-        dagger = DAgger(env, expert, steps_per_round=max(1, args.labels // 4), beta_rounds=1,
-                        n_epochs=25, seed=seed).learn(total_timesteps=args.labels)
+        dagger = DAgger(
+            env,
+            expert,
+            steps_per_round=max(1, args.labels // 4),
+            beta_rounds=1,
+            n_epochs=25,
+            seed=seed,
+        ).learn(total_timesteps=args.labels)
         for name, agent in (("BC", bc), ("DAgger", dagger)):
             eval_env = gym.make("Control-CartPole-v0")
             results[name].append(evaluate_policy(agent, eval_env, 10, seed=1000 + seed).mean())
 
     print(f"{args.labels} expert labels, {args.seeds} seeds (return, max 500)")
     for name, returns in results.items():
-        print(f"  {name:7s} {np.mean(returns):6.1f} +- {np.std(returns):5.1f}   {np.round(returns, 1)}")
+        mean, std = np.mean(returns), np.std(returns)
+        print(f"  {name:7s} {mean:6.1f} +- {std:5.1f}   {np.round(returns, 1)}")
 
 
 if __name__ == "__main__":

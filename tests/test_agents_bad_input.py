@@ -65,12 +65,23 @@ def make(cls, env, demos, **kwargs):
 
 
 @pytest.mark.parametrize("cls", [BC, DAgger])
-@pytest.mark.parametrize("name, value", [
-    ("learning_rate", 0), ("learning_rate", -1e-3), ("learning_rate", "fast"),
-    ("learning_rate", float("nan")), ("learning_rate", float("inf")),
-    ("batch_size", 0), ("batch_size", -8), ("batch_size", 2.5), ("batch_size", True),
-    ("ent_coef", -0.1), ("l2_coef", -1.0), ("max_grad_norm", 0.0),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("learning_rate", 0),
+        ("learning_rate", -1e-3),
+        ("learning_rate", "fast"),
+        ("learning_rate", float("nan")),
+        ("learning_rate", float("inf")),
+        ("batch_size", 0),
+        ("batch_size", -8),
+        ("batch_size", 2.5),
+        ("batch_size", True),
+        ("ent_coef", -0.1),
+        ("l2_coef", -1.0),
+        ("max_grad_norm", 0.0),
+    ],
+)
 def test_bad_learner_hyperparameters(cls, env, demos, name, value):
     with pytest.raises(ValueError) as info:
         make(cls, env, demos, **{name: value})
@@ -78,12 +89,22 @@ def test_bad_learner_hyperparameters(cls, env, demos, name, value):
     assert repr(value) in str(info.value)
 
 
-@pytest.mark.parametrize("name, value", [
-    ("steps_per_round", 0), ("steps_per_round", -100), ("steps_per_round", 10.5),
-    ("n_epochs", 0), ("n_epochs", -1), ("n_epochs", 1.5),
-    ("beta_rounds", 0), ("beta_rounds", -3),
-    ("beta_decay", -0.1), ("beta_decay", 1.1), ("beta_decay", "half"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("steps_per_round", 0),
+        ("steps_per_round", -100),
+        ("steps_per_round", 10.5),
+        ("n_epochs", 0),
+        ("n_epochs", -1),
+        ("n_epochs", 1.5),
+        ("beta_rounds", 0),
+        ("beta_rounds", -3),
+        ("beta_decay", -0.1),
+        ("beta_decay", 1.1),
+        ("beta_decay", "half"),
+    ],
+)
 def test_bad_dagger_hyperparameters(env, name, value):
     with pytest.raises(ValueError) as info:
         DAgger(env, envs.make_expert(env), device="cpu", **{name: value})
@@ -109,8 +130,9 @@ def test_valid_schedules_are_accepted(env):
     # Guards the tests above: the same constructor with valid values works.
     linear = DAgger(env, envs.make_expert(env), beta_rounds=4, device="cpu")
     assert [linear.beta(i) for i in range(6)] == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
-    exponential = DAgger(env, envs.make_expert(env), beta_schedule="exponential",
-                         beta_decay=0.5, device="cpu")
+    exponential = DAgger(
+        env, envs.make_expert(env), beta_schedule="exponential", beta_decay=0.5, device="cpu"
+    )
     assert [exponential.beta(i) for i in range(3)] == [1.0, 0.5, 0.25]
 
 
@@ -317,27 +339,31 @@ def test_state_of_another_version(stepped_env, version):
     _assert_refused_and_unchanged(stepped_env, state, match="version")
 
 
-@pytest.mark.parametrize("changes", [
-    {"physics": (0.0, 0.0, 0.0)},
-    {"physics": (0.0, 0.0, float("nan"), 0.0)},
-    {"physics": (0.0, 0.0, float("inf"), 0.0)},
-    {"physics": ("0", 0.0, 0.0, 0.0)},
-    {"physics": [0.0, 0.0, 0.0, 0.0]},
-    {"physics": None},
-    {"step": -1},
-    {"step": 1.5},
-    {"step": True},
-    {"steps_beyond_terminated": -2},
-    {"rng": "not json"},
-    {"rng": '{"bit_generator": "NoSuchGenerator"}'},
-    {"rng": None},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"physics": (0.0, 0.0, 0.0)},
+        {"physics": (0.0, 0.0, float("nan"), 0.0)},
+        {"physics": (0.0, 0.0, float("inf"), 0.0)},
+        {"physics": ("0", 0.0, 0.0, 0.0)},
+        {"physics": [0.0, 0.0, 0.0, 0.0]},
+        {"physics": None},
+        {"step": -1},
+        {"step": 1.5},
+        {"step": True},
+        {"steps_beyond_terminated": -2},
+        {"rng": "not json"},
+        {"rng": '{"bit_generator": "NoSuchGenerator"}'},
+        {"rng": None},
+    ],
+)
 def test_malformed_state_payload(stepped_env, changes):
     (field,) = changes
     state = dataclasses.replace(stepped_env.get_state(), **changes)
     # The message names what is wrong (the RNG's errors say "RNG state").
-    _assert_refused_and_unchanged(stepped_env, state,
-                                  match="RNG state" if field == "rng" else field)
+    _assert_refused_and_unchanged(
+        stepped_env, state, match="RNG state" if field == "rng" else field
+    )
 
 
 @pytest.mark.parametrize("bad", [None, {"physics": (0, 0, 0, 0)}, "state", 3])

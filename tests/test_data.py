@@ -72,15 +72,17 @@ def env():
 @pytest.fixture(scope="module")
 def oracle_demos():
     env = gym.make(ENV_ID)
-    return Demonstrations.collect(env, envs.make_expert(env), n_episodes=2, seed=0,
-                                  record_states=True)
+    return Demonstrations.collect(
+        env, envs.make_expert(env), n_episodes=2, seed=0, record_states=True
+    )
 
 
 @pytest.fixture(scope="module")
 def random_demos():
     env = gym.make(ENV_ID)
-    return Demonstrations.collect(env, RandomPolicy(env, seed=0), n_episodes=10, seed=0,
-                                  record_states=True, record_infos=True)
+    return Demonstrations.collect(
+        env, RandomPolicy(env, seed=0), n_episodes=10, seed=0, record_states=True, record_infos=True
+    )
 
 
 def assert_boundaries_consistent(demos: Demonstrations) -> None:
@@ -99,10 +101,12 @@ def assert_boundaries_consistent(demos: Demonstrations) -> None:
 def dict_demos(n: int = 12) -> Demonstrations:
     """Hand-built demonstrations with Dict observations, Box actions, states and infos."""
     rng = np.random.default_rng(42)
-    obs_space = spaces.Dict({
-        "image": spaces.Box(0, 255, shape=(3, 4, 4), dtype=np.uint8),
-        "vector": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
-    })
+    obs_space = spaces.Dict(
+        {
+            "image": spaces.Box(0, 255, shape=(3, 4, 4), dtype=np.uint8),
+            "vector": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+        }
+    )
     act_space = spaces.Box(-2.0, 2.0, shape=(2,), dtype=np.float32)
     starts = np.zeros(n, dtype=bool)
     starts[[0, 5]] = True
@@ -171,7 +175,7 @@ def assert_demos_equal(a: Demonstrations, b: Demonstrations) -> None:
 
 def split_file(raw: bytes) -> tuple[bytes, dict, int]:
     """(data bytes before the footer, footer dict, footer start offset)."""
-    tail = raw[-(8 + len(END_MAGIC)):]
+    tail = raw[-(8 + len(END_MAGIC)) :]
     assert tail[8:] == END_MAGIC
     footer_size = int.from_bytes(tail[:8], "little")
     data_end = len(raw) - len(tail) - footer_size
@@ -327,8 +331,12 @@ def test_mmap_load_is_read_only_memmaps(tmp_path):
     path = demos.save(tmp_path / "d.lfid")
     loaded = Demonstrations.load(path, mmap=True)
     arrays = {f"observations/{k}": v for k, v in loaded.observations.items()}
-    arrays.update({k: getattr(loaded, k) for k in
-                   ("actions", "rewards", "episode_starts", "terminated", "truncated")})
+    arrays.update(
+        {
+            k: getattr(loaded, k)
+            for k in ("actions", "rewards", "episode_starts", "terminated", "truncated")
+        }
+    )
     for key, array in arrays.items():
         assert not array.flags.writeable, key
         assert backed_by_mmap(array), f"{key} was copied into memory instead of mapped"
@@ -366,8 +374,10 @@ def saved(tmp_path, random_demos):
     return path, path.read_bytes()
 
 
-@pytest.mark.parametrize("where", ["after_magic", "inside_data", "at_footer", "inside_footer",
-                                   "inside_length", "last_byte"])
+@pytest.mark.parametrize(
+    "where",
+    ["after_magic", "inside_data", "at_footer", "inside_footer", "inside_length", "last_byte"],
+)
 def test_truncated_file_is_refused(saved, where):
     path, raw = saved
     _, _, data_end = split_file(raw)
@@ -482,11 +492,14 @@ def test_unknown_older_schema_version_is_refused(saved):
         Demonstrations.load(path)
 
 
-@pytest.mark.parametrize("content", [
-    b"",
-    b"hello, this is a text file and not demonstrations\n" * 20,
-    pickle.dumps({"observations": np.zeros(3)}),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"hello, this is a text file and not demonstrations\n" * 20,
+        pickle.dumps({"observations": np.zeros(3)}),
+    ],
+)
 def test_non_demo_file_is_refused(tmp_path, content):
     path = tmp_path / "other.lfid"
     path.write_bytes(content)
@@ -632,7 +645,7 @@ def test_concatenate_and_add(random_demos, oracle_demos):
     assert len(joined) == len(a) + len(b)
     assert joined.n_episodes == a.n_episodes + b.n_episodes
     np.testing.assert_array_equal(joined.observations[: len(a)], a.observations)
-    np.testing.assert_array_equal(joined.observations[len(a):], b.observations)
+    np.testing.assert_array_equal(joined.observations[len(a) :], b.observations)
     np.testing.assert_array_equal(joined.actions, np.concatenate([a.actions, b.actions]))
     np.testing.assert_array_equal(joined.truncated, np.concatenate([a.truncated, b.truncated]))
     assert joined.states == a.states + b.states
@@ -649,17 +662,19 @@ def test_concatenate_dict_observations():
     joined = d + d
     assert set(joined.observations) == {"image", "vector"}
     assert joined.observations["image"].shape == (2 * len(d), 3, 4, 4)
-    np.testing.assert_array_equal(joined.observations["vector"][len(d):], d.observations["vector"])
+    np.testing.assert_array_equal(joined.observations["vector"][len(d) :], d.observations["vector"])
 
 
 def test_concatenate_refuses_nothing_and_mismatches(random_demos):
     with pytest.raises(ValueError, match="empty"):
         Demonstrations.concatenate([])
     with pytest.raises(ValueError, match="observation space"):
-        Demonstrations.concatenate([
-            random_demos,
-            dataclasses.replace(random_demos, observation_space=spaces.Box(-1, 1, (4,))),
-        ])
+        Demonstrations.concatenate(
+            [
+                random_demos,
+                dataclasses.replace(random_demos, observation_space=spaces.Box(-1, 1, (4,))),
+            ]
+        )
 
 
 def test_concatenate_refuses_other_action_space(random_demos):
@@ -686,8 +701,9 @@ def test_iter_batches_cover_every_index_once():
             # All fields of a batch come from the same transitions.
             np.testing.assert_array_equal(obs[:, 0].numpy(), actions.numpy())
             np.testing.assert_array_equal(batch["rewards"].numpy(), actions.numpy())
-            np.testing.assert_array_equal(batch["episode_starts"].numpy(),
-                                          actions.numpy() % 10 == 0)
+            np.testing.assert_array_equal(
+                batch["episode_starts"].numpy(), actions.numpy() % 10 == 0
+            )
 
 
 def test_iter_batches_seeded_drop_last_and_ordered():

@@ -38,8 +38,9 @@ def test_bc_learns_from_oracle_demonstrations() -> None:
     loss_before = bc.loss()
     bc.learn(total_timesteps=20 * len(demos))
     assert bc.loss() < 0.5 * loss_before
-    agreement = np.mean(bc.predict(held_out.observations, deterministic=True)[0]
-                        == held_out.actions)
+    agreement = np.mean(
+        bc.predict(held_out.observations, deterministic=True)[0] == held_out.actions
+    )
     assert agreement >= 0.95
     returns = evaluate_policy(bc, gym.make(ENV_ID), n_episodes=10, seed=100)
     assert returns.mean() >= 475, returns
@@ -49,8 +50,9 @@ def test_bc_learns_from_oracle_demonstrations() -> None:
 @pytest.mark.slow
 def test_dagger_learns_with_the_oracle() -> None:
     env = gym.make(ENV_ID)
-    dagger = DAgger(env, envs.make_expert(env), steps_per_round=100, beta_rounds=1,
-                    n_epochs=20, seed=0)
+    dagger = DAgger(
+        env, envs.make_expert(env), steps_per_round=100, beta_rounds=1, n_epochs=20, seed=0
+    )
     dagger.learn(total_timesteps=500)
     assert dagger.expert_labels == 500 and dagger.round == 5
     returns = evaluate_policy(dagger, gym.make(ENV_ID), n_episodes=10, seed=100)
@@ -67,8 +69,9 @@ def test_dagger_beats_bc_at_equal_expert_labels() -> None:
         expert = envs.make_expert(env)
         demos = Demonstrations.collect(env, expert, n_steps=budget, seed=seed)
         bc = BC(env, demos, seed=seed).learn(100 * budget)
-        dagger = DAgger(env, expert, steps_per_round=50, beta_rounds=1, n_epochs=25,
-                        seed=seed).learn(budget)
+        dagger = DAgger(
+            env, expert, steps_per_round=50, beta_rounds=1, n_epochs=25, seed=seed
+        ).learn(budget)
         assert bc.expert_labels == dagger.expert_labels == budget
         eval_seed = 1000 + seed
         bc_returns.append(evaluate_policy(bc, gym.make(ENV_ID), 10, seed=eval_seed).mean())

@@ -81,8 +81,10 @@ def dqn(env):
 
 
 def constants(env):
-    return (ConstantPolicy(env.observation_space, env.action_space, 0),
-            ConstantPolicy(env.observation_space, env.action_space, 1))
+    return (
+        ConstantPolicy(env.observation_space, env.action_space, 0),
+        ConstantPolicy(env.observation_space, env.action_space, 1),
+    )
 
 
 def observations(n: int, seed: int = 0) -> np.ndarray:
@@ -103,8 +105,9 @@ class PredictOnly:
         return 0, None
 
 
-@pytest.mark.parametrize("obj", [object(), "MlpPolicy", lambda obs: 0, torch.nn.Linear(4, 2),
-                                 PredictOnly()])
+@pytest.mark.parametrize(
+    "obj", [object(), "MlpPolicy", lambda obs: 0, torch.nn.Linear(4, 2), PredictOnly()]
+)
 def test_as_policy_rejects_objects_without_the_protocol(obj):
     with pytest.raises(TypeError) as info:
         as_policy(obj, role="expert")

@@ -30,8 +30,13 @@ TRAIN_STEPS = 3000
 # DQN's defaults learn nothing useful in a few thousand steps (the greedy policy is
 # constant); these follow rl-baselines3-zoo's CartPole settings, scaled down.
 _DQN_KWARGS = dict(
-    learning_rate=2.3e-3, batch_size=64, learning_starts=500, train_freq=16,
-    gradient_steps=8, target_update_interval=200, exploration_fraction=0.2,
+    learning_rate=2.3e-3,
+    batch_size=64,
+    learning_starts=500,
+    train_freq=16,
+    gradient_steps=8,
+    target_update_interval=200,
+    exploration_fraction=0.2,
     exploration_final_eps=0.04,
 )
 
@@ -39,15 +44,22 @@ _DQN_KWARGS = dict(
 def make_model(name: str, seed: int = 0):
     env = gym.make(ENV_ID)
     if name == "PPO":
-        return PPO("MlpPolicy", env, n_steps=512, batch_size=64, n_epochs=4, seed=seed,
-                   device="cpu")
+        return PPO(
+            "MlpPolicy", env, n_steps=512, batch_size=64, n_epochs=4, seed=seed, device="cpu"
+        )
     if name == "A2C":
         return A2C("MlpPolicy", env, seed=seed, device="cpu")
     if name == "DQN":
         return DQN("MlpPolicy", env, seed=seed, device="cpu", **_DQN_KWARGS)
     if name == "QRDQN":
-        return QRDQN("MlpPolicy", env, seed=seed, device="cpu",
-                     policy_kwargs={"n_quantiles": 25}, **_DQN_KWARGS)
+        return QRDQN(
+            "MlpPolicy",
+            env,
+            seed=seed,
+            device="cpu",
+            policy_kwargs={"n_quantiles": 25},
+            **_DQN_KWARGS,
+        )
     raise AssertionError(name)
 
 
@@ -155,8 +167,15 @@ def test_sb3_model_as_bc_learner(trained_copy, oracle_demos, name):
 def test_sb3_model_as_dagger_learner(trained_copy, name):
     model = trained_copy(name)
     env = gym.make(ENV_ID)
-    dagger = DAgger(env, envs.make_expert(env), policy=model, steps_per_round=250,
-                    n_epochs=4, seed=0, device="cpu")
+    dagger = DAgger(
+        env,
+        envs.make_expert(env),
+        policy=model,
+        steps_per_round=250,
+        n_epochs=4,
+        seed=0,
+        device="cpu",
+    )
     assert dagger.policy is model.policy
     dagger.learn(2500)
     returns = evaluate_policy(model, env, n_episodes=5, seed=100)

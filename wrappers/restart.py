@@ -21,7 +21,8 @@ class RestartForwarding(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env) -> None:
         if not hasattr(env.unwrapped, "get_state"):
             raise TypeError(
-                f"RestartForwarding needs an lfi-gym env underneath; got {type(env.unwrapped).__name__}"
+                "RestartForwarding needs an lfi-gym env underneath; got "
+                f"{type(env.unwrapped).__name__}"
             )
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)

@@ -36,9 +36,7 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
 
     def __init__(self, max_episode_steps: int = 500, render_mode: str | None = None) -> None:
         if not isinstance(max_episode_steps, int) or max_episode_steps <= 0:
-            raise ValueError(
-                f"max_episode_steps must be a positive int, got {max_episode_steps!r}"
-            )
+            raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
         CartPoleEnv.__init__(self, render_mode=render_mode)
         self.max_episode_steps = max_episode_steps
         self._elapsed_steps = 0
