@@ -1,0 +1,126 @@
+"""Agent files, SB3 callbacks and TensorBoard logs."""
+
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.callbacks import (
+    CheckpointCallback,
+    EvalCallback,
+    StopTrainingOnRewardThreshold,
+)
+
+import envs
+from agents import BC, DAgger, Demonstrations
+
+ENV_ID = "Control-CartPole-v0"
+
+
+@pytest.fixture
+def env() -> gym.Env:
+    return gym.make(ENV_ID)
+
+
+@pytest.fixture
+def demos(env) -> Demonstrations:
+    return Demonstrations.collect(env, envs.make_expert(env), n_episodes=1, seed=0)
+
+
+def _observations(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(0).normal(scale=0.2, size=(n, 4)).astype(np.float32)
+
+
+def test_bc_save_load_predicts_the_same(tmp_path, env, demos) -> None:
+    bc = BC(env, demos, seed=0, learning_rate=3e-3).learn(2000)
+    path = bc.save(tmp_path / "bc")
+    assert path.name == "bc.zip"
+    loaded = BC.load(tmp_path / "bc")  # no env: predict-only
+    obs = _observations()
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], bc.predict(obs, deterministic=True)[0]
+    )
+    assert loaded.learning_rate == 3e-3 and loaded.num_timesteps == bc.num_timesteps
+    with pytest.raises(ValueError, match="needs an env"):
+        loaded.learn(10)
+
+
+def test_bc_resumes_with_its_optimizer(tmp_path, env, demos) -> None:
+    bc = BC(env, demos, seed=0).learn(1000)
+    bc.save(tmp_path / "bc.zip")
+    loaded = BC.load(tmp_path / "bc.zip", env=env)
+    loaded.set_demonstrations(demos)
+    saved_state = bc.optimizer.state_dict()["state"]
+    loaded_state = loaded.optimizer.state_dict()["state"]
+    assert saved_state.keys() == loaded_state.keys() and len(saved_state) > 0
+    for key in saved_state:
+        np.testing.assert_allclose(saved_state[key]["exp_avg"], loaded_state[key]["exp_avg"])
+    loaded.learn(500, reset_num_timesteps=False)
+    assert loaded.num_timesteps >= 1500
+
+
+def test_dagger_checkpoint_continues_where_it_stopped(tmp_path, env) -> None:
+    expert = envs.make_expert(env)
+    dagger = DAgger(env, expert, steps_per_round=100, n_epochs=2, seed=0).learn(300)
+    dagger.save(tmp_path / "dagger.zip")
+    loaded = DAgger.load(tmp_path / "dagger.zip", env=gym.make(ENV_ID), expert=None)
+    assert loaded.round == 3 and loaded.expert_labels == 300
+    assert loaded.beta() == pytest.approx(dagger.beta())
+    np.testing.assert_array_equal(loaded.demonstrations.actions, dagger.demonstrations.actions)
+    with pytest.raises(ValueError, match="expert"):
+        loaded.learn(100, reset_num_timesteps=False)
+    loaded.set_expert(envs.make_expert(loaded.env))
+    loaded.learn(100, reset_num_timesteps=False)
+    assert loaded.round == 4 and loaded.expert_labels == 400 and loaded.num_timesteps == 400
+
+
+def test_interrupted_agent_save_keeps_the_old_file(tmp_path, env, demos, monkeypatch) -> None:
+    bc = BC(env, demos, seed=0)
+    path = bc.save(tmp_path / "bc.zip")
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(KeyboardInterrupt):
+        bc.learn(500).save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bc.zip"]
+
+
+def test_sb3_callbacks_drive_dagger(tmp_path, env) -> None:
+    stop = StopTrainingOnRewardThreshold(reward_threshold=475)
+    evaluate = EvalCallback(
+        gym.make(ENV_ID), eval_freq=100, n_eval_episodes=3, callback_on_new_best=stop
+    )
+    checkpoints = CheckpointCallback(save_freq=100, save_path=str(tmp_path / "ckpt"))
+    dagger = DAgger(
+        env,
+        envs.make_expert(env),
+        steps_per_round=100,
+        beta_rounds=1,
+        n_epochs=20,
+        seed=0,
+        tensorboard_log=str(tmp_path / "tb"),
+    )
+    dagger.learn(5000, callback=[evaluate, checkpoints])
+    assert evaluate.best_mean_reward >= 475
+    assert dagger.num_timesteps < 5000  # stopped early by the callback
+    saved = sorted((tmp_path / "ckpt").iterdir())
+    assert saved and DAgger.load(saved[-1]).expert_labels > 0
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_plain_callable_callback_can_stop_bc(env, demos) -> None:
+    calls = []
+
+    def stop_after_three(locals_, globals_) -> bool:
+        calls.append(locals_["self"].num_timesteps)
+        return len(calls) < 3
+
+    bc = BC(env, demos, batch_size=32, seed=0).learn(10_000, callback=stop_after_three)
+    assert len(calls) == 3 and bc.num_timesteps == 96
