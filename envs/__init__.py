@@ -15,11 +15,14 @@ import gymnasium as gym
 
 from envs.core import RestartableEnv, State, StateError
 from envs.registration import check_env_id, register_restartable, registered_ids
+from envs.vector import RestartableSyncVectorEnv, VectorState
 
 __all__ = [
     "RestartableEnv",
+    "RestartableSyncVectorEnv",
     "State",
     "StateError",
+    "VectorState",
     "check_env_id",
     "make_expert",
     "registered_ids",

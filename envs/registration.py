@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 
+from envs.vector import sync_vector_entry_point
+
 _REGISTERED: list[str] = []
 
 
-def register_restartable(id: str, entry_point: str, **kwargs: Any) -> None:
+def register_restartable(
+    id: str,
+    entry_point: str,
+    vector_entry_point: str | Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> None:
     """Register an env that subclasses :class:`envs.core.RestartableEnv`.
+
+    ``gym.make_vec(id, num_envs=n)`` then returns ``vector_entry_point``'s vector env, by
+    default a :class:`envs.vector.RestartableSyncVectorEnv` (families with a native batched
+    env pass their own).
 
     Gymnasium 1.x wrappers do not forward unknown attributes, so ``gym.make`` must return
     the env itself for ``get_state`` / ``reset_to`` to be callable on what it returns.
@@ -23,6 +35,7 @@ def register_restartable(id: str, entry_point: str, **kwargs: Any) -> None:
         order_enforce=False,
         disable_env_checker=True,
         max_episode_steps=None,
+        vector_entry_point=vector_entry_point or sync_vector_entry_point(id),
         **kwargs,
     )
     _REGISTERED.append(id)

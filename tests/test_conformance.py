@@ -251,3 +251,106 @@ def test_expert_is_a_bound_policy(env_id: str) -> None:
     action, _ = expert.predict(obs)
     assert env.action_space.contains(action)
     assert expert.action_space == env.action_space
+
+
+# -- vector form ------------------------------------------------------------------------
+
+
+def _run_vector(vec, actions: list) -> list[tuple]:
+    return [vec.step(action) for action in actions]
+
+
+def test_make_vec_exposes_the_contract(env_id: str) -> None:
+    vec = gym.make_vec(env_id, num_envs=2)
+    assert callable(vec.get_state) and callable(vec.reset_to)
+    vec.reset(seed=0)
+    state = vec.get_state()
+    assert pickle.loads(pickle.dumps(state)) == state
+    assert len(state.states) == 2 and all(s.env_id == env_id for s in state.states)
+
+
+@settings(
+    max_examples=MAX_EXAMPLES // 3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    action_seed=st.integers(0, 2**31 - 1),
+    steps_before=st.integers(0, 80),
+    steps_after=st.integers(1, 80),
+)
+def test_vector_restart_is_deterministic(env_id, seed, action_seed, steps_before, steps_after):
+    """Across Gymnasium's autoresets too: pending autoresets are part of the VectorState."""
+    vec = gym.make_vec(env_id, num_envs=3)
+    vec.reset(seed=seed)
+    vec.action_space.seed(action_seed)
+    _run_vector(vec, [vec.action_space.sample() for _ in range(steps_before)])
+    state = vec.get_state()
+    actions = [vec.action_space.sample() for _ in range(steps_after)]
+    original = _run_vector(vec, actions)
+    vec.reset_to(state)
+    assert vec.get_state() == state
+    replay = _run_vector(vec, actions)
+    assert all(_equal(g, w) for g, w in zip(replay, original, strict=True))
+
+
+def test_vector_rows_restart_from_single_env_states(env_id: str) -> None:
+    single = gym.make(env_id)
+    states, observations = [], []
+    for seed in (11, 12, 13):
+        single.reset(seed=seed)
+        for _ in range(seed - 8):
+            obs, *_ = single.step(single.action_space.sample())
+        states.append(single.get_state())
+        observations.append(obs)
+    vec = gym.make_vec(env_id, num_envs=3)
+    vec.reset(seed=0)
+    obs, _ = vec.reset_to(states)
+    for row in range(3):
+        assert _equal(_row(obs, row), observations[row])
+        assert vec.get_state().states[row] == states[row]
+
+    # Per-row form: only row 2 restarts; rows 0 and 1 keep their situation.
+    before = vec.get_state()
+    obs, _ = vec.reset_to([states[0]], indices=[2])
+    after = vec.get_state()
+    assert after.states[:2] == before.states[:2] and after.states[2] == states[0]
+    assert _equal(_row(obs, 2), observations[0])
+
+    # Each row then evolves exactly as the single env does from its state.
+    actions = [vec.action_space.sample() for _ in range(15)]
+    vec.reset_to(states)
+    results = _run_vector(vec, actions)
+    single.reset_to(states[1])
+    for step, action in enumerate(actions):
+        want = single.step(_row(action, 1))
+        assert _equal(_row(results[step][0], 1), want[0])
+        assert results[step][1][1] == want[1]
+        if want[2] or want[3]:
+            break
+
+
+def _row(batch, row: int):
+    if isinstance(batch, dict):
+        return {k: v[row] for k, v in batch.items()}
+    return batch[row]
+
+
+def test_vector_bad_states_raise_and_leave_rows_unchanged(env_id: str) -> None:
+    vec = gym.make_vec(env_id, num_envs=2)
+    vec.reset(seed=0)
+    state = vec.get_state()
+    good = state.states[0]
+    bad_rows = [good, dataclasses.replace(good, env_id="Some-Other-v0")]
+    with pytest.raises(StateError):
+        vec.reset_to(bad_rows)  # row 0 is fine, row 1 is not: nothing may change
+    with pytest.raises(StateError):
+        vec.reset_to(dataclasses.replace(state, env_id="Some-Other-v0"))
+    with pytest.raises(StateError):
+        vec.reset_to(dataclasses.replace(state, states=state.states[:1], autoreset=(False,)))
+    with pytest.raises(StateError):
+        vec.reset_to(good)  # a single State where a sequence is expected
+    with pytest.raises(ValueError, match="indices"):
+        vec.reset_to([good], indices=[5])
+    assert vec.get_state() == state

@@ -1,0 +1,134 @@
+"""The restart contract for vector envs.
+
+``gym.make_vec(id, num_envs=n)`` on an lfi-gym id returns a vector env whose
+``get_state()`` snapshots every row (plus Gymnasium's pending autoresets) and whose
+``reset_to`` restarts every row, or only some rows, each from its own State::
+
+    vec = gym.make_vec("Control-CartPole-v0", num_envs=8)
+    vec.reset(seed=0)
+    snapshot = vec.get_state()             # VectorState: exact restore of the whole batch
+    vec.reset_to(snapshot)
+    vec.reset_to(list_of_8_states)         # each row from its own single-env State
+    vec.reset_to([s0, s5], indices=[0, 5]) # only rows 0 and 5; the others keep running
+
+Families with a native batched env (text) implement the same methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import SyncVectorEnv
+from gymnasium.vector.utils import concatenate
+
+from envs.core import RestartableEnv, State, StateError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VectorState(State):
+    """One State per row, and which rows Gymnasium will autoreset at the next step."""
+
+    states: tuple[State, ...]
+    autoreset: tuple[bool, ...]
+
+
+class RestartableSyncVectorEnv(SyncVectorEnv):
+    """Gymnasium's ``SyncVectorEnv`` over lfi-gym envs, with ``get_state`` / ``reset_to``."""
+
+    state_version = 1
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], **kwargs: Any) -> None:
+        super().__init__(env_fns, **kwargs)
+        for index, env in enumerate(self.envs):
+            if not isinstance(env.unwrapped, RestartableEnv):
+                raise TypeError(
+                    f"row {index} is a {type(env.unwrapped).__name__}, not an lfi-gym env; "
+                    "a restartable vector env needs lfi-gym envs in every row"
+                )
+        self._bases: list[RestartableEnv] = [env.unwrapped for env in self.envs]
+
+    @property
+    def env_id(self) -> str:
+        return self._bases[0].env_id
+
+    def get_state(self) -> VectorState:
+        """Snapshot of every row and of the pending autoresets."""
+        return VectorState(
+            env_id=self.env_id,
+            version=self.state_version,
+            states=tuple(base.get_state() for base in self._bases),
+            autoreset=tuple(bool(flag) for flag in self._autoreset_envs),
+        )
+
+    def reset_to(
+        self, states: VectorState | Sequence[State], indices: Sequence[int] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Restore a VectorState exactly, or restart rows from single-env States.
+
+        With ``indices``, ``states[k]`` goes to row ``indices[k]`` and other rows are left
+        as they are. Returns the batched observations of all rows and the infos of the
+        restarted rows. Every state is checked before any row changes, so a bad one raises
+        :class:`StateError` and leaves the vector env untouched.
+        """
+        rows, row_states, autoreset = self._plan(states, indices)
+        for row, state in zip(rows, row_states, strict=True):
+            self._bases[row].check_state(state)
+        infos: dict[str, Any] = {}
+        for row, state, pending in zip(rows, row_states, autoreset, strict=True):
+            self._env_obs[row], info = self.envs[row].reset(options={"state": state})
+            self._terminations[row] = self._truncations[row] = False
+            self._autoreset_envs[row] = pending
+            infos = self._add_info(infos, info, row)
+        self._observations = concatenate(
+            self.single_observation_space, self._env_obs, self._observations
+        )
+        observations = self._observations
+        return (np.copy(observations) if self.copy else observations), infos
+
+    def _plan(
+        self, states: Any, indices: Sequence[int] | None
+    ) -> tuple[list[int], list[State], list[bool]]:
+        if isinstance(states, VectorState):
+            if indices is not None:
+                raise ValueError("indices apply to a sequence of row states, not a VectorState")
+            if states.env_id != self.env_id or states.version != self.state_version:
+                raise StateError(
+                    f"VectorState of {states.env_id!r} version {states.version!r}; this vector "
+                    f"env is {self.env_id!r} version {self.state_version}"
+                )
+            if not (
+                isinstance(states.states, tuple)
+                and isinstance(states.autoreset, tuple)
+                and len(states.states) == len(states.autoreset) == self.num_envs
+            ):
+                raise StateError(
+                    f"VectorState must hold {self.num_envs} row states and autoreset flags"
+                )
+            return list(range(self.num_envs)), list(states.states), list(states.autoreset)
+        if isinstance(states, State) or not isinstance(states, Sequence):
+            raise StateError(
+                "reset_to takes a VectorState from get_state() or a sequence of one State per "
+                f"row; got {type(states).__name__}"
+            )
+        rows = list(range(self.num_envs)) if indices is None else [int(i) for i in indices]
+        if len(rows) != len(states):
+            raise ValueError(f"got {len(states)} states for {len(rows)} rows")
+        if len(set(rows)) != len(rows) or not all(0 <= r < self.num_envs for r in rows):
+            raise ValueError(f"indices must be distinct rows in [0, {self.num_envs}), got {rows}")
+        return rows, list(states), [False] * len(rows)
+
+
+def sync_vector_entry_point(env_id: str) -> Callable[..., RestartableSyncVectorEnv]:
+    """A ``vector_entry_point`` building :class:`RestartableSyncVectorEnv` rows of ``env_id``."""
+
+    def make(num_envs: int = 1, **kwargs: Any) -> RestartableSyncVectorEnv:
+        vector_kwargs = {k: kwargs.pop(k) for k in ("autoreset_mode", "copy") if k in kwargs}
+        return RestartableSyncVectorEnv(
+            [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)], **vector_kwargs
+        )
+
+    return make
