@@ -354,3 +354,21 @@ def test_vector_bad_states_raise_and_leave_rows_unchanged(env_id: str) -> None:
     with pytest.raises(ValueError, match="indices"):
         vec.reset_to([good], indices=[5])
     assert vec.get_state() == state
+
+
+def test_vector_state_keeps_a_pending_autoreset(env_id: str) -> None:
+    vec = gym.make_vec(env_id, num_envs=2)
+    vec.reset(seed=0)
+    vec.action_space.seed(0)
+    for _ in range(10_000):
+        _, _, terminated, truncated, _ = vec.step(vec.action_space.sample())
+        if (terminated | truncated).any():
+            break
+    else:
+        pytest.skip("no episode ended within 10,000 random steps")
+    state = vec.get_state()
+    assert any(state.autoreset)
+    actions = [vec.action_space.sample() for _ in range(5)]
+    original = _run_vector(vec, actions)
+    vec.reset_to(state)
+    assert all(_equal(g, w) for g, w in zip(_run_vector(vec, actions), original, strict=True))
