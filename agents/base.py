@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import configure_logger, get_device, set_random_seed
 from tqdm.auto import tqdm
 
@@ -70,7 +70,14 @@ class BaseAgent(ABC):
     @property
     def logger(self) -> Logger:
         if self._logger is None:
-            self._logger = configure_logger(self.verbose, self.tensorboard_log, type(self).__name__)
+            if self.tensorboard_log is None:
+                # SB3's configure_logger would create an empty /tmp/SB3-<date> folder.
+                formats = [make_output_format("stdout", "")] if self.verbose >= 1 else []
+                self._logger = Logger(folder=None, output_formats=formats)
+            else:
+                self._logger = configure_logger(
+                    self.verbose, self.tensorboard_log, type(self).__name__
+                )
         return self._logger
 
     def set_logger(self, logger: Logger) -> None:
