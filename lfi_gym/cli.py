@@ -1,0 +1,267 @@
+"""``lfi-gym``: the command line.
+
+    lfi-gym compare --out results/              # the default suite, 3 seeds
+    lfi-gym compare --env Control-CartPole-v0 --agents bc,dagger --seeds 5 --out results/
+    lfi-gym envs                                # registered env ids and their spaces
+
+Bad input (unknown env id or agent, a non-positive count) is reported argparse-style on
+stderr with exit status 2 and the list of valid choices; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lfi_gym import __version__
+from lfi_gym.suites import SUITES, SuiteEntry, entry_for, get_suite
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit
+    status instead of exiting, so that tests and scripts can call it."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "compare":
+            entries = _compare_entries(parser, args)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "compare":
+            return _compare(args, entries)
+        if args.command == "envs":
+            return _envs()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (subcommands ``compare`` and ``envs``)."""
+    parser = argparse.ArgumentParser(
+        prog="lfi-gym",
+        description="Restartable Gymnasium envs and imitation agents: run and compare agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    compare = commands.add_parser(
+        "compare",
+        help="train agents with equal expert-label budgets and compare their returns",
+        description=(
+            "For each env, seed and agent: train with the same number of expert labels, "
+            "evaluate along the way, and write DIR/results.json and "
+            "DIR/learning_curves.png. Without --env, runs the suite's envs."
+        ),
+    )
+    compare.add_argument(
+        "--env", action="append", metavar="ID", dest="env_ids",
+        help="env id (repeatable; default: every env of --suite)",
+    )
+    compare.add_argument(
+        "--suite", default="default", choices=sorted(SUITES),
+        help="suite giving the envs and their budgets (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--agents", type=_name_list, metavar="LIST",
+        help="comma-separated agents, e.g. bc,dagger (default: the suite entry's)",
+    )
+    compare.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
+                         help="number of seeds, 0..N-1 (default: %(default)s)")
+    compare.add_argument("--out", required=True, metavar="DIR",
+                         help="output folder (created if missing)")
+    compare.add_argument("--eval-episodes", type=_positive_int, metavar="K",
+                         help="evaluation episodes per point (default: the suite entry's)")
+    compare.add_argument("--label-budget", type=_positive_int, metavar="B",
+                         help="expert labels per agent (default: the suite entry's)")
+    compare.add_argument("--curve-points", type=_int_list, metavar="LIST",
+                         help="comma-separated label counts to evaluate at, ending at the "
+                              "budget (default: the suite entry's)")
+    compare.add_argument("--device", default="cpu",
+                         help="torch device for the learners (default: %(default)s)")
+    compare.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                         help="torch CPU threads; small MLPs train fastest with 1 "
+                              "(default: %(default)s)")
+    compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    commands.add_parser("envs", help="list the registered env ids and their spaces",
+                        description="List the env ids lfi-gym registers, with their spaces.")
+    return parser
+
+
+# -- compare ------------------------------------------------------------------------------
+
+
+def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace
+                     ) -> list[SuiteEntry]:
+    """The suite entries to run, with the command line's overrides; usage errors exit 2."""
+    import dataclasses
+
+    import envs
+    from lfi_gym.compare import check_agent
+
+    if args.env_ids:
+        env_ids = list(dict.fromkeys(args.env_ids))  # drop repeats, keep order
+        for env_id in env_ids:
+            try:
+                envs.check_env_id(env_id)
+            except ValueError as exc:
+                parser.error(str(exc))
+        entries = [entry_for(env_id, args.suite) for env_id in env_ids]
+    else:
+        entries = list(get_suite(args.suite))
+    agent_names = None
+    if args.agents is not None:
+        try:
+            agent_names = tuple(dict.fromkeys(check_agent(a) for a in args.agents))
+        except ValueError as exc:
+            parser.error(str(exc))
+    out = []
+    for entry in entries:
+        try:
+            entry = entry.with_budget(args.label_budget, args.curve_points)
+            if agent_names is not None:
+                entry = dataclasses.replace(entry, agents=agent_names)
+            if args.eval_episodes is not None:
+                entry = dataclasses.replace(entry, eval_episodes=args.eval_episodes)
+            for name in entry.agents:
+                check_agent(name)
+        except ValueError as exc:
+            parser.error(f"{entry.env_id}: {exc}")
+        out.append(entry)
+    return out
+
+
+def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
+    import torch
+
+    from lfi_gym.compare import run_compare
+
+    torch.set_num_threads(args.threads)
+    console = Console()
+    total = sum(1 + args.seeds * len(e.agents) * len(e.curve_points) for e in entries)
+    if args.no_progress:
+        results = run_compare(entries, args.seeds, device=args.device)
+    else:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        # Progress on stderr: stdout keeps only the tables and where the files went.
+        with Progress(
+            TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+        ) as bar:
+            task = bar.add_task("compare", total=total)
+
+            def report(description: str, advance: int) -> None:
+                bar.update(task, description=description, advance=advance)
+
+            results = run_compare(entries, args.seeds, device=args.device, progress=report)
+    json_path, png_path = results.save(args.out)
+    for table in _tables(results):
+        console.print(table)
+    console.print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
+def _tables(results: Any) -> list[Table]:
+    summary = results.summary()
+    n_seeds = len(results.seeds)
+    tables = []
+    for entry in results.entries:
+        env_summary = summary[entry.env_id]
+        table = Table(
+            title=entry.env_id,
+            caption=(f"return at the final budget: mean ± std over {n_seeds} seed"
+                     f"{'s' if n_seeds != 1 else ''} of the mean over {entry.eval_episodes} "
+                     "evaluation episodes; wall time per seed: training and evaluation at "
+                     f"all {len(entry.curve_points)} curve points"),
+        )
+        table.add_column("agent")
+        table.add_column("return", justify="right")
+        table.add_column("expert labels", justify="right")
+        table.add_column("wall time (s)", justify="right")
+        for agent, stats in env_summary["agents"].items():
+            table.add_row(agent, f"{stats['return_mean']:.1f} ± {stats['return_std']:.1f}",
+                          str(stats["expert_labels"]), f"{stats['wall_time_s']:.1f}")
+        expert = env_summary["expert"]
+        # The expert's ± is over its evaluation episodes (it is evaluated once per env).
+        table.add_row("expert (reference)",
+                      f"{expert['return_mean']:.1f} ± {expert['return_std']:.1f}", "-", "-",
+                      style="dim")
+        tables.append(table)
+    return tables
+
+
+# -- envs ---------------------------------------------------------------------------------
+
+
+def _envs() -> int:
+    import gymnasium as gym
+
+    import envs
+
+    table = Table(title="lfi-gym envs")
+    table.add_column("env id")
+    table.add_column("observation space")
+    table.add_column("action space")
+    table.add_column("reward threshold", justify="right")
+    for env_id in envs.registered_ids():
+        env = gym.make(env_id)
+        try:
+            threshold = gym.spec(env_id).reward_threshold
+            table.add_row(env_id, str(env.observation_space), str(env.action_space),
+                          "-" if threshold is None else f"{threshold:g}")
+        finally:
+            env.close()
+    Console().print(table)
+    return 0
+
+
+# -- argument types -----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    values = [_positive_int(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("must be a comma-separated list of positive integers")
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise argparse.ArgumentTypeError(f"must be strictly increasing, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("must be a comma-separated list of agent names")
+    return names
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Experiment suites for ``lfi-gym compare``: which envs, agents and label budgets.
+
+A suite is a sequence of :class:`SuiteEntry`, one per env. Each entry fixes the expert-label
+budget every agent gets, the label counts at which the learning curve is measured, the
+number of evaluation episodes and per-agent constructor arguments, so that adding an env
+to a suite is adding one entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _check_positive(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteEntry:
+    """One env of a suite and how its agents are compared.
+
+    ``curve_points`` are expert-label counts, strictly increasing and ending at
+    ``label_budget`` (default: four evenly spaced points). ``n_epochs`` is the number of
+    passes over the labelled data per training: BC trains once on its demonstrations for
+    ``n_epochs`` passes, DAgger retrains ``n_epochs`` passes over its aggregate each round
+    (unless ``agent_kwargs["dagger"]`` sets ``n_epochs``). ``agent_kwargs`` maps an agent's
+    short name to keyword arguments for its constructor.
+    """
+
+    env_id: str
+    agents: tuple[str, ...] = ("bc", "dagger")
+    label_budget: int = 1000
+    curve_points: tuple[int, ...] | None = None
+    eval_episodes: int = 10
+    n_epochs: int = 50
+    agent_kwargs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_positive(self.label_budget, "label_budget")
+        _check_positive(self.eval_episodes, "eval_episodes")
+        _check_positive(self.n_epochs, "n_epochs")
+        if not self.agents:
+            raise ValueError(f"{self.env_id}: a suite entry needs at least one agent")
+        points = self.curve_points
+        if points is None:
+            # Four evenly spaced points; tiny budgets collapse to fewer distinct points.
+            points = sorted({max(1, round(self.label_budget * k / 4)) for k in range(1, 5)})
+        points = tuple(int(p) for p in points)
+        for p in points:
+            _check_positive(p, "curve point")
+        if any(b <= a for a, b in itertools.pairwise(points)):
+            raise ValueError(f"curve points must be strictly increasing, got {list(points)}")
+        if points[-1] != self.label_budget:
+            raise ValueError(
+                f"the last curve point ({points[-1]}) must equal the label budget "
+                f"({self.label_budget})"
+            )
+        # Frozen dataclass: normalise through object.__setattr__.
+        object.__setattr__(self, "curve_points", points)
+        object.__setattr__(self, "agents", tuple(a.lower() for a in self.agents))
+        object.__setattr__(
+            self, "agent_kwargs", {k.lower(): dict(v) for k, v in self.agent_kwargs.items()}
+        )
+
+    def with_budget(
+        self, label_budget: int | None = None, curve_points: Sequence[int] | None = None
+    ) -> SuiteEntry:
+        """This entry with another budget and/or curve.
+
+        Curve points alone set the budget to their last value; a budget alone keeps the
+        entry's points below it and ends the curve at the new budget.
+        """
+        if curve_points is not None:
+            points = tuple(curve_points)
+            if label_budget is not None and points and points[-1] != label_budget:
+                raise ValueError(
+                    f"the last curve point ({points[-1]}) must equal the label budget "
+                    f"({label_budget})"
+                )
+            return dataclasses.replace(self, label_budget=points[-1] if points else 0,
+                                       curve_points=points)
+        if label_budget is not None:
+            points = (*(p for p in self.curve_points if p < label_budget), label_budget)
+            return dataclasses.replace(self, label_budget=label_budget, curve_points=points)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (for ``results.json``)."""
+        return {
+            "env_id": self.env_id,
+            "agents": list(self.agents),
+            "label_budget": self.label_budget,
+            "curve_points": list(self.curve_points),
+            "eval_episodes": self.eval_episodes,
+            "n_epochs": self.n_epochs,
+            "agent_kwargs": {k: dict(v) for k, v in self.agent_kwargs.items()},
+        }
+
+
+# CartPole shows BC's covariate shift: with a few hundred labels the expert's
+# demonstrations are one short stretch of a single episode, BC drifts off it, and DAgger,
+# which labels the states its own learner visits, recovers. Measured with 3 seeds and 10
+# evaluation episodes: at 300 labels BC returns about 250-300 and DAgger about 465-500
+# (the LQR oracle: 500). One DAgger round per curve step (steps_per_round=50) and the same
+# 50 passes over the data as BC, so that the agents differ only in which states get labels.
+CARTPOLE = SuiteEntry(
+    env_id="Control-CartPole-v0",
+    agents=("bc", "dagger"),
+    label_budget=300,
+    curve_points=(50, 100, 150, 200, 250, 300),
+    eval_episodes=10,
+    n_epochs=50,
+    agent_kwargs={"dagger": {"steps_per_round": 50}},
+)
+
+SUITES: dict[str, tuple[SuiteEntry, ...]] = {
+    "default": (CARTPOLE,),
+}
+
+
+def get_suite(name: str) -> tuple[SuiteEntry, ...]:
+    """The entries of suite ``name``, or a ValueError listing the suites."""
+    try:
+        return SUITES[name]
+    except KeyError:
+        raise ValueError(f"unknown suite {name!r}; suites: {', '.join(SUITES)}") from None
+
+
+def entry_for(env_id: str, suite: str = "default") -> SuiteEntry:
+    """The suite's entry for ``env_id``, or a generic entry if the suite has none."""
+    for entry in get_suite(suite):
+        if entry.env_id == env_id:
+            return entry
+    return SuiteEntry(env_id=env_id)
+
