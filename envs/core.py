@@ -145,11 +145,22 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
     def step(self, action: ActType) -> tuple[ObsType, float, bool, bool, dict[str, Any]]:
         if not self._has_reset:
             raise ResetNeeded(f"{self.env_id}: call reset() or reset_to(state) before step()")
-        if not self.action_space.contains(action):
+        if not self._is_valid_action(action):
             raise ValueError(
                 f"{self.env_id}: action {action!r} is not in the action space {self.action_space}"
             )
         return self._step(action)
+
+    def _is_valid_action(self, action: Any) -> bool:
+        space = self.action_space
+        # Fast path for the common case; Discrete.contains costs more than a CartPole step.
+        if (
+            type(space) is gym.spaces.Discrete
+            and isinstance(action, (int, np.integer))
+            and not isinstance(action, bool)
+        ):
+            return int(space.start) <= action < int(space.start + space.n)
+        return space.contains(action)
 
     # -- restart contract ----------------------------------------------------------------
 
