@@ -66,45 +66,77 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     compare.add_argument(
-        "--env", action="append", metavar="ID", dest="env_ids",
+        "--env",
+        action="append",
+        metavar="ID",
+        dest="env_ids",
         help="env id (repeatable; default: every env of --suite)",
     )
     compare.add_argument(
-        "--suite", default="default", choices=sorted(SUITES),
+        "--suite",
+        default="default",
+        choices=sorted(SUITES),
         help="suite giving the envs and their budgets (default: %(default)s)",
     )
     compare.add_argument(
-        "--agents", type=_name_list, metavar="LIST",
+        "--agents",
+        type=_name_list,
+        metavar="LIST",
         help="comma-separated agents, e.g. bc,dagger (default: the suite entry's)",
     )
-    compare.add_argument("--seeds", type=_positive_int, default=3, metavar="N",
-                         help="number of seeds, 0..N-1 (default: %(default)s)")
-    compare.add_argument("--out", required=True, metavar="DIR",
-                         help="output folder (created if missing)")
-    compare.add_argument("--eval-episodes", type=_positive_int, metavar="K",
-                         help="evaluation episodes per point (default: the suite entry's)")
-    compare.add_argument("--label-budget", type=_positive_int, metavar="B",
-                         help="expert labels per agent (default: the suite entry's)")
-    compare.add_argument("--curve-points", type=_int_list, metavar="LIST",
-                         help="comma-separated label counts to evaluate at, ending at the "
-                              "budget (default: the suite entry's)")
-    compare.add_argument("--device", default="cpu",
-                         help="torch device for the learners (default: %(default)s)")
-    compare.add_argument("--threads", type=_positive_int, default=1, metavar="N",
-                         help="torch CPU threads; small MLPs train fastest with 1 "
-                              "(default: %(default)s)")
+    compare.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="number of seeds, 0..N-1 (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder (created if missing)"
+    )
+    compare.add_argument(
+        "--eval-episodes",
+        type=_positive_int,
+        metavar="K",
+        help="evaluation episodes per point (default: the suite entry's)",
+    )
+    compare.add_argument(
+        "--label-budget",
+        type=_positive_int,
+        metavar="B",
+        help="expert labels per agent (default: the suite entry's)",
+    )
+    compare.add_argument(
+        "--curve-points",
+        type=_int_list,
+        metavar="LIST",
+        help="comma-separated label counts to evaluate at, ending at the "
+        "budget (default: the suite entry's)",
+    )
+    compare.add_argument(
+        "--device", default="cpu", help="torch device for the learners (default: %(default)s)"
+    )
+    compare.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="torch CPU threads; small MLPs train fastest with 1 (default: %(default)s)",
+    )
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    commands.add_parser("envs", help="list the registered env ids and their spaces",
-                        description="List the env ids lfi-gym registers, with their spaces.")
+    commands.add_parser(
+        "envs",
+        help="list the registered env ids and their spaces",
+        description="List the env ids lfi-gym registers, with their spaces.",
+    )
     return parser
 
 
 # -- compare ------------------------------------------------------------------------------
 
 
-def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace
-                     ) -> list[SuiteEntry]:
+def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[SuiteEntry]:
     """The suite entries to run, with the command line's overrides; usage errors exit 2."""
     import dataclasses
 
@@ -164,8 +196,12 @@ def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
 
         # Progress on stderr: stdout keeps only the tables and where the files went.
         with Progress(
-            TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            TextColumn("{task.description:<48}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
         ) as bar:
             task = bar.add_task("compare", total=total)
 
@@ -188,23 +224,33 @@ def _tables(results: Any) -> list[Table]:
         env_summary = summary[entry.env_id]
         table = Table(
             title=entry.env_id,
-            caption=(f"return at the final budget: mean ± std over {n_seeds} seed"
-                     f"{'s' if n_seeds != 1 else ''} of the mean over {entry.eval_episodes} "
-                     "evaluation episodes; wall time per seed: training and evaluation at "
-                     f"all {len(entry.curve_points)} curve points"),
+            caption=(
+                f"return at the final budget: mean ± std over {n_seeds} seed"
+                f"{'s' if n_seeds != 1 else ''} of the mean over {entry.eval_episodes} "
+                "evaluation episodes; wall time per seed: training and evaluation at "
+                f"all {len(entry.curve_points)} curve points"
+            ),
         )
         table.add_column("agent")
         table.add_column("return", justify="right")
         table.add_column("expert labels", justify="right")
         table.add_column("wall time (s)", justify="right")
         for agent, stats in env_summary["agents"].items():
-            table.add_row(agent, f"{stats['return_mean']:.1f} ± {stats['return_std']:.1f}",
-                          str(stats["expert_labels"]), f"{stats['wall_time_s']:.1f}")
+            table.add_row(
+                agent,
+                f"{stats['return_mean']:.1f} ± {stats['return_std']:.1f}",
+                str(stats["expert_labels"]),
+                f"{stats['wall_time_s']:.1f}",
+            )
         expert = env_summary["expert"]
         # The expert's ± is over its evaluation episodes (it is evaluated once per env).
-        table.add_row("expert (reference)",
-                      f"{expert['return_mean']:.1f} ± {expert['return_std']:.1f}", "-", "-",
-                      style="dim")
+        table.add_row(
+            "expert (reference)",
+            f"{expert['return_mean']:.1f} ± {expert['return_std']:.1f}",
+            "-",
+            "-",
+            style="dim",
+        )
         tables.append(table)
     return tables
 
@@ -226,8 +272,12 @@ def _envs() -> int:
         env = gym.make(env_id)
         try:
             threshold = gym.spec(env_id).reward_threshold
-            table.add_row(env_id, str(env.observation_space), str(env.action_space),
-                          "-" if threshold is None else f"{threshold:g}")
+            table.add_row(
+                env_id,
+                str(env.observation_space),
+                str(env.action_space),
+                "-" if threshold is None else f"{threshold:g}",
+            )
         finally:
             env.close()
     Console().print(table)

@@ -123,8 +123,10 @@ class CompareResults:
         for entry in self.entries:
             expert = self.expert[entry.env_id]
             env_summary: dict[str, Any] = {
-                "expert": {"return_mean": float(np.mean(expert)),
-                           "return_std": float(np.std(expert))},
+                "expert": {
+                    "return_mean": float(np.mean(expert)),
+                    "return_std": float(np.std(expert)),
+                },
                 "agents": {},
             }
             for agent in entry.agents:
@@ -155,8 +157,11 @@ class CompareResults:
             "format_version": RESULTS_FORMAT_VERSION,
             "config": self.config,
             "expert": {
-                env_id: {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)),
-                         "returns": list(r)}
+                env_id: {
+                    "return_mean": float(np.mean(r)),
+                    "return_std": float(np.std(r)),
+                    "returns": list(r),
+                }
                 for env_id, r in self.expert.items()
             },
             "runs": [run.to_dict() for run in self.runs],
@@ -187,8 +192,7 @@ def _bc_curve(
     first b steps the expert takes from ``reset(seed=seed)``), ``n_epochs`` passes."""
     for budget in entry.curve_points:
         env = gym.make(env_id)
-        demos = agents.Demonstrations.collect(env, envs.make_expert(env), n_steps=budget,
-                                              seed=seed)
+        demos = agents.Demonstrations.collect(env, envs.make_expert(env), n_steps=budget, seed=seed)
         bc = agents.BC(env, demos, seed=seed, device=device, **kwargs)
         bc.learn(entry.n_epochs * len(demos))
         yield bc.expert_labels, bc
@@ -280,9 +284,7 @@ def run_compare(
     return CompareResults(entries, seed_list, expert_returns, runs, config)
 
 
-def _run_one(
-    entry: SuiteEntry, name: str, seed: int, device: str, report: ProgressFn
-) -> RunRecord:
+def _run_one(entry: SuiteEntry, name: str, seed: int, device: str, report: ProgressFn) -> RunRecord:
     kwargs = dict(entry.agent_kwargs.get(name, {}))
     eval_env = gym.make(entry.env_id)
     curve: list[CurvePoint] = []
@@ -348,12 +350,14 @@ def plot_learning_curves(results: CompareResults, path: str | Path) -> Path:
             mean = np.array(stats["curve"]["return_mean"])
             std = np.array(stats["curve"]["return_std"])
             color = f"C{i}"
-            ax.plot(x, mean, marker="o", color=color, linewidth=2, label=_AGENT_LABELS.get(
-                agent, agent))
+            ax.plot(
+                x, mean, marker="o", color=color, linewidth=2, label=_AGENT_LABELS.get(agent, agent)
+            )
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         expert = env_summary["expert"]["return_mean"]
-        ax.axhline(expert, color="0.3", linestyle="--", linewidth=1.5,
-                   label=f"expert ({expert:.0f})")
+        ax.axhline(
+            expert, color="0.3", linestyle="--", linewidth=1.5, label=f"expert ({expert:.0f})"
+        )
         ax.set_title(entry.env_id)
         ax.set_xlabel("expert labels")
         ax.set_ylabel(f"return (mean of {entry.eval_episodes} episodes)")
@@ -364,8 +368,10 @@ def plot_learning_curves(results: CompareResults, path: str | Path) -> Path:
     for ax in axes[n:]:
         ax.set_visible(False)
     n_seeds = len(results.seeds)
-    fig.suptitle(f"lfi-gym compare: learning curves, mean ± std over {n_seeds} "
-                 f"seed{'s' if n_seeds != 1 else ''}")
+    fig.suptitle(
+        f"lfi-gym compare: learning curves, mean ± std over {n_seeds} "
+        f"seed{'s' if n_seeds != 1 else ''}"
+    )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

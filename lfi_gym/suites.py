@@ -81,8 +81,9 @@ class SuiteEntry:
                     f"the last curve point ({points[-1]}) must equal the label budget "
                     f"({label_budget})"
                 )
-            return dataclasses.replace(self, label_budget=points[-1] if points else 0,
-                                       curve_points=points)
+            return dataclasses.replace(
+                self, label_budget=points[-1] if points else 0, curve_points=points
+            )
         if label_budget is not None:
             points = (*(p for p in self.curve_points if p < label_budget), label_budget)
             return dataclasses.replace(self, label_budget=label_budget, curve_points=points)
@@ -136,4 +137,3 @@ def entry_for(env_id: str, suite: str = "default") -> SuiteEntry:
         if entry.env_id == env_id:
             return entry
     return SuiteEntry(env_id=env_id)
-

@@ -1,0 +1,113 @@
+"""The lfi-gym command line: compare writes its table, JSON and plot; bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+import envs
+from lfi_gym.cli import main
+from lfi_gym.suites import SuiteEntry, get_suite
+
+SMALL = ["--label-budget", "60", "--curve-points", "30,60", "--eval-episodes", "2"]
+
+
+def test_compare_writes_table_json_and_png(tmp_path: Path, capsys) -> None:
+    argv = ["compare", "--env", "Control-CartPole-v0", "--agents", "bc,dagger", "--seeds", "2"]
+    status = main([*argv, *SMALL, "--out", str(tmp_path), "--no-progress"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "Control-CartPole-v0" in out and "dagger" in out and "expert" in out
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["format"] == "lfi-gym.compare"
+    assert results["expert"]["Control-CartPole-v0"]["return_mean"] == 500.0
+    runs = results["runs"]
+    assert sorted((r["agent"], r["seed"]) for r in runs) == [
+        ("bc", 0),
+        ("bc", 1),
+        ("dagger", 0),
+        ("dagger", 1),
+    ]
+    for run in runs:  # equal expert-label budgets at every curve point
+        assert [p["expert_labels"] for p in run["curve"]] == [30, 60]
+        assert all(len(p["returns"]) == 2 for p in run["curve"])
+        assert 0 < run["return_mean"] <= 500 and run["wall_time_s"] > 0
+    summary = results["summary"]["Control-CartPole-v0"]["agents"]
+    assert set(summary) == {"bc", "dagger"} and summary["bc"]["n_seeds"] == 2
+
+    image = matplotlib.image.imread(tmp_path / "learning_curves.png")
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
+    assert image.std() > 0.05  # not a blank canvas
+
+
+def test_compare_is_reproducible(tmp_path: Path) -> None:
+    argv = ["compare", "--env", "Control-CartPole-v0", "--agents", "dagger", "--seeds", "1"]
+    for name in ("a", "b"):
+        assert main([*argv, *SMALL, "--out", str(tmp_path / name), "--no-progress"]) == 0
+    first, second = (
+        json.loads((tmp_path / name / "results.json").read_text())["runs"] for name in "ab"
+    )
+    assert [p["returns"] for p in first[0]["curve"]] == [p["returns"] for p in second[0]["curve"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--env", "Nope-v0"], "Control-CartPole-v0"),
+        (["compare", "--agents", "bc,ppo9000"], "dagger"),
+        (["compare", "--seeds", "0"], "positive"),
+        (["compare", "--seeds", "-2"], "positive"),
+        (["compare", "--eval-episodes", "0"], "positive"),
+        (["compare", "--curve-points", "50,20"], "increasing"),
+        (["compare", "--label-budget", "100", "--curve-points", "20,50"], "budget"),
+    ],
+)
+def test_bad_input_exits_2_with_a_helpful_message(tmp_path, capsys, argv, message) -> None:
+    status = main([*argv, "--out", str(tmp_path), "--no-progress"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_unknown_env_lists_every_registered_id(tmp_path, capsys) -> None:
+    assert main(["compare", "--env", "Nope-v0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert all(env_id in err for env_id in envs.registered_ids())
+
+
+def test_envs_lists_the_registered_ids(capsys) -> None:
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    assert all(env_id in out for env_id in envs.registered_ids())
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lfi_gym.cli", "compare", "--env", "Nope-v0", "--out", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "unknown env id" in result.stderr
+
+
+def test_default_suite_covers_cartpole_with_bc_and_dagger() -> None:
+    (cartpole,) = [e for e in get_suite("default") if e.env_id == "Control-CartPole-v0"]
+    assert set(cartpole.agents) == {"bc", "dagger"}
+    assert cartpole.curve_points[-1] == cartpole.label_budget
+
+
+def test_suite_entry_validates() -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        SuiteEntry("Control-CartPole-v0", label_budget=100, curve_points=(50, 50, 100))
+    with pytest.raises(ValueError, match="label budget"):
+        SuiteEntry("Control-CartPole-v0", label_budget=100, curve_points=(50, 90))
+    with pytest.raises(ValueError, match="positive"):
+        SuiteEntry("Control-CartPole-v0", label_budget=0)
