@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from agents.base import (
     BaseAgent,
+    _torch_bytes,
+    _torch_load,
     check_non_negative_float,
     check_positive_float,
     check_positive_int,
@@ -227,15 +229,23 @@ class BC(BaseAgent):
     # -- files ---------------------------------------------------------------------------
 
     def _extra_members(self) -> dict[str, bytes]:
-        from agents.base import _torch_bytes
+        trainer = {"rng": self._rng.bit_generator.state, "n_updates": self._n_updates}
+        return {
+            "optimizer.pt": _torch_bytes(self.optimizer.state_dict()),
+            "trainer.pt": _torch_bytes(trainer),
+        }
 
-        return {"optimizer.pt": _torch_bytes(self.optimizer.state_dict())}
+    def _restore_training_state(self, members: dict[str, bytes]) -> None:
+        """Optimizer moments, shuffling RNG and update count: training resumes exactly."""
+        if "optimizer.pt" in members:
+            self.optimizer.load_state_dict(_torch_load(members["optimizer.pt"], self.device))
+        if "trainer.pt" in members:
+            trainer = _torch_load(members["trainer.pt"], self.device)
+            self._rng.bit_generator.state = trainer["rng"]
+            self._n_updates = trainer["n_updates"]
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
-        from agents.base import _torch_load
-
         agent = cls(env, policy=policy, seed=meta.get("seed"), device=device, **hyperparameters)
-        if "optimizer.pt" in members:
-            agent.optimizer.load_state_dict(_torch_load(members["optimizer.pt"], agent.device))
+        agent._restore_training_state(members)
         return agent

@@ -12,7 +12,10 @@ callable ``round -> beta`` is accepted.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -21,10 +24,11 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
-from agents.base import BaseAgent, _torch_bytes, check_positive_int
+from agents.base import BaseAgent, _torch_bytes, _torch_load, check_positive_int
 from agents.bc import BC
 from agents.data import Demonstrations, _TransitionBuffer
 from agents.policies import OraclePolicy, as_policy, check_probability, check_spaces
+from envs.core import RestartableEnv, StateError
 
 
 def linear_beta(rounds: int) -> Callable[[int], float]:
@@ -264,22 +268,20 @@ class DAgger(BaseAgent):
     def _extra_members(self) -> dict[str, bytes]:
         members = self.bc._extra_members()
         if self.demonstrations is not None:
-            import tempfile
-            from pathlib import Path
-
             with tempfile.TemporaryDirectory() as tmp:
                 path = self.demonstrations.save(Path(tmp) / "aggregate.lfid")
                 members["aggregate.lfid"] = path.read_bytes()
-        members["rng.pt"] = _torch_bytes(self._rng.bit_generator.state)
+        rollout: dict[str, Any] = {"rng": self._rng.bit_generator.state, "env_state": None}
+        # The restart contract lets a checkpoint resume mid-episode, exactly where the
+        # rollout stopped, instead of starting a fresh episode.
+        if self._obs is not None and isinstance(self.env.unwrapped, RestartableEnv):
+            rollout["env_state"] = self.env.unwrapped.get_state()
+            rollout["episode_start"] = self._episode_start
+        members["rollout.pt"] = _torch_bytes(rollout)
         return members
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
-        import tempfile
-        from pathlib import Path
-
-        from agents.base import _torch_load
-
         if hyperparameters.get("beta_schedule") == "custom":
             raise ValueError(
                 "this DAgger used a custom beta_schedule callable; pass "
@@ -301,10 +303,16 @@ class DAgger(BaseAgent):
             device=device,
             **hyperparameters,
         )
-        if "optimizer.pt" in members:
-            agent.bc.optimizer.load_state_dict(_torch_load(members["optimizer.pt"], agent.device))
-        if "rng.pt" in members:
-            agent._rng.bit_generator.state = _torch_load(members["rng.pt"], agent.device)
+        agent.bc._restore_training_state(members)
         agent.round = meta["extra"]["round"]
-        agent.bc.num_timesteps = 0
+        if "rollout.pt" in members:
+            rollout = _torch_load(members["rollout.pt"], agent.device)
+            agent._rng.bit_generator.state = rollout["rng"]
+            state = rollout["env_state"]
+            if state is not None and env is not None and isinstance(env.unwrapped, RestartableEnv):
+                # An env of another id cannot take the state: then start a fresh episode.
+                with contextlib.suppress(StateError):
+                    agent._obs, _ = env.unwrapped.reset_to(state)
+                    agent._episode_start = rollout["episode_start"]
+                    agent._needs_first_reset = False
         return agent
