@@ -206,7 +206,7 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
         try:
             self._validate_state(state)
         except Exception as exc:  # any failure to read the payload means it is malformed
-            raise StateError(f"{self.env_id}: malformed state payload: {exc}") from exc
+            raise StateError(f"{self.env_id}: cannot restore this state: {exc}") from exc
 
     # -- to implement --------------------------------------------------------------------
 

@@ -20,11 +20,12 @@ class CartPoleState(State):
     physics: tuple[float, float, float, float]
     steps_beyond_terminated: int | None
     step: int
+    horizon: int
     rng: str
 
 
 class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
-    """CartPole-v1 dynamics and reward with a 500-step horizon owned by the env.
+    """CartPole-v1 dynamics and reward with a horizon (default 500) owned by the env.
 
     Observation ``Box(4,)`` float32 (cart position, cart velocity, pole angle, pole angular
     velocity); action ``Discrete(2)`` (push left, push right); reward 1 per step.
@@ -34,11 +35,12 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
     default_id = "Control-CartPole-v0"
     state_type = CartPoleState
 
-    def __init__(self, max_episode_steps: int = 500, render_mode: str | None = None) -> None:
-        if not isinstance(max_episode_steps, int) or max_episode_steps <= 0:
-            raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+    def __init__(self, horizon: int = 500, render_mode: str | None = None) -> None:
+        # Named horizon, not max_episode_steps: gym.make intercepts that name for TimeLimit.
+        if not _is_int(horizon) or horizon <= 0:
+            raise ValueError(f"horizon must be a positive int, got {horizon!r}")
         CartPoleEnv.__init__(self, render_mode=render_mode)
-        self.max_episode_steps = max_episode_steps
+        self.horizon = int(horizon)
         self._elapsed_steps = 0
 
     def _reset(self, *, seed: int | None, options: dict[str, Any] | None):
@@ -49,7 +51,7 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
     def _step(self, action):
         observation, reward, terminated, _, info = CartPoleEnv.step(self, action)
         self._elapsed_steps += 1
-        truncated = self._elapsed_steps >= self.max_episode_steps
+        truncated = self._elapsed_steps >= self.horizon
         return observation, float(reward), bool(terminated), truncated, info
 
     def _capture_state(self) -> CartPoleState:
@@ -59,6 +61,7 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
             physics=tuple(float(v) for v in self.state),
             steps_beyond_terminated=self.steps_beyond_terminated,
             step=self._elapsed_steps,
+            horizon=self.horizon,
             rng=rng_state(self.np_random),
         )
 
@@ -73,6 +76,11 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
             raise StateError(f"steps_beyond_terminated must be None or an int >= 0, got {beyond!r}")
         if not (_is_int(state.step) and 0 <= state.step):
             raise StateError(f"step must be an int >= 0, got {state.step!r}")
+        if state.horizon != self.horizon or not _is_int(state.horizon):
+            raise StateError(
+                f"state was taken with horizon {state.horizon!r}, this env has horizon "
+                f"{self.horizon}; make the env with gym.make(id, horizon={state.horizon!r})"
+            )
         generator_from_state(state.rng)
 
     def _restore_state(self, state: CartPoleState):
