@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command == "compare":
-            entries = _compare_entries(parser, args)
+            entries = _compare_entries(args.subparser, args)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads; small MLPs train fastest with 1 (default: %(default)s)",
     )
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    # Usage errors found after parsing are reported with this subcommand's usage line.
+    compare.set_defaults(subparser=compare)
 
     commands.add_parser(
         "envs",
@@ -225,10 +227,9 @@ def _tables(results: Any) -> list[Table]:
         table = Table(
             title=entry.env_id,
             caption=(
-                f"return at the final budget: mean ± std over {n_seeds} seed"
-                f"{'s' if n_seeds != 1 else ''} of the mean over {entry.eval_episodes} "
-                "evaluation episodes; wall time per seed: training and evaluation at "
-                f"all {len(entry.curve_points)} curve points"
+                f"return at {entry.label_budget} labels: mean ± std over {n_seeds} "
+                f"seed{'s' if n_seeds != 1 else ''}\nof {entry.eval_episodes}-episode means; "
+                f"wall time per seed, all {len(entry.curve_points)} curve points"
             ),
         )
         table.add_column("agent")
@@ -274,14 +275,25 @@ def _envs() -> int:
             threshold = gym.spec(env_id).reward_threshold
             table.add_row(
                 env_id,
-                str(env.observation_space),
-                str(env.action_space),
+                _describe_space(env.observation_space),
+                _describe_space(env.action_space),
                 "-" if threshold is None else f"{threshold:g}",
             )
         finally:
             env.close()
     Console().print(table)
     return 0
+
+
+def _describe_space(space: Any) -> str:
+    from gymnasium import spaces
+
+    # A Box's repr lists every bound; its shape and dtype are what a user needs here.
+    if isinstance(space, spaces.Box):
+        return f"Box{space.shape} {space.dtype}"
+    if isinstance(space, spaces.Dict):
+        return "Dict(" + ", ".join(f"{k}: {_describe_space(v)}" for k, v in space.items()) + ")"
+    return str(space)
 
 
 # -- argument types -----------------------------------------------------------------------

@@ -111,3 +111,12 @@ def test_suite_entry_validates() -> None:
         SuiteEntry("Control-CartPole-v0", label_budget=100, curve_points=(50, 90))
     with pytest.raises(ValueError, match="positive"):
         SuiteEntry("Control-CartPole-v0", label_budget=0)
+
+
+def test_budget_overrides_keep_budgets_equal_and_curves_consistent() -> None:
+    entry = SuiteEntry("Control-CartPole-v0", label_budget=300, curve_points=(50, 100, 200, 300))
+    assert entry.with_budget(label_budget=150).curve_points == (50, 100, 150)
+    assert entry.with_budget(curve_points=[10, 20]).label_budget == 20
+    assert entry.with_budget() is entry
+    with pytest.raises(ValueError, match="label budget"):
+        entry.with_budget(label_budget=100, curve_points=[20, 50])
