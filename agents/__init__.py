@@ -1,7 +1,7 @@
 """lfi-gym agents, in the Stable-Baselines3 shape (``learn`` / ``predict`` / ``save`` / ``load``).
 
-Every agent takes any Policy (an SB3 model, another agent, ``envs.make_expert(env)``) as
-expert, and trains an SB3 policy as learner.
+Agents that query an expert (DAgger) take any Policy: an SB3 model, another agent,
+``envs.make_expert(env)``. Every agent trains an SB3 policy as its learner.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from agents.base import BaseAgent
 from agents.bc import BC
 from agents.dagger import DAgger
 from agents.data import Demonstrations, DemonstrationsFileError
-from agents.evaluation import evaluate_policy
+from agents.evaluation import episode_returns
 from agents.policies import MixturePolicy, OraclePolicy, Policy, as_policy
 
 #: Agents by the short name used on the command line (``lfi-gym compare --agents``).
@@ -28,7 +28,7 @@ __all__ = [
     "Policy",
     "agent_class",
     "as_policy",
-    "evaluate_policy",
+    "episode_returns",
 ]
 
 

@@ -2,7 +2,9 @@
 
 An agent file is a zip, like an SB3 model: ``agent.json`` (class, hyperparameters,
 counters), ``policy.pt`` (the learner), ``optimizer.pt`` and optional extra members
-(e.g. DAgger's aggregated data), so that ``Agent.load(path, env)`` resumes training.
+(e.g. DAgger's aggregated data and the env's State), so that ``Agent.load(path, env)``
+resumes training. BC does not store its demonstrations: give them back with
+``set_demonstrations``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import time
 import zipfile
 from abc import ABC, abstractmethod
@@ -24,6 +25,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, Conve
 from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import configure_logger, get_device, set_random_seed
 from tqdm.auto import tqdm
+
+from agents.files import atomic_write
 
 AGENT_FILE_VERSION = 1
 
@@ -93,6 +96,13 @@ class BaseAgent(ABC):
             env = self.env
             self._vec_env = DummyVecEnv([lambda: env])
         return self._vec_env
+
+    def set_env(self, env: gym.Env) -> None:
+        """Attach an env (e.g. after ``load`` without one); its spaces must match the policy."""
+        from agents.policies import check_spaces
+
+        check_spaces(self.policy, env, role="policy")
+        self.env, self._vec_env = env, None
 
     def get_vec_normalize_env(self) -> None:
         """SB3 callbacks ask for it; lfi-gym agents do not normalise observations."""
@@ -170,11 +180,7 @@ class BaseAgent(ABC):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the agent to a zip file, atomically (an interrupted save keeps the old file)."""
-        path = Path(path)
-        if path.suffix != ".zip":
-            path = (
-                path.with_suffix(path.suffix + ".zip") if path.suffix else path.with_suffix(".zip")
-            )
+        path = _zip_path(path)
         meta = {
             "format": "lfi-gym.agent",
             "file_version": AGENT_FILE_VERSION,
@@ -186,18 +192,10 @@ class BaseAgent(ABC):
         }
         members = {"agent.json": json.dumps(meta, indent=2, sort_keys=True).encode()}
         members.update(self._extra_members())
-        members["policy.pt"] = _torch_bytes(_policy_payload(self.policy))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name, data in members.items():
-                    zf.writestr(name, data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        members["policy.pt"] = torch_bytes(_policy_payload(self.policy))
+        with atomic_write(path) as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
         return path
 
     @classmethod
@@ -211,11 +209,11 @@ class BaseAgent(ABC):
         """Load an agent saved by :meth:`save`; pass ``env`` to continue training.
 
         Like SB3 and ``torch.load``, loading unpickles the policy: load files you trust.
-        ``kwargs`` override saved hyperparameters (e.g. ``verbose=1``).
+        ``kwargs`` override saved hyperparameters and the seed (e.g. ``verbose=1``).
         """
         path = Path(path)
-        if not path.exists() and path.with_suffix(".zip").exists():
-            path = path.with_suffix(".zip")
+        if not path.exists() and _zip_path(path).exists():
+            path = _zip_path(path)
         try:
             zf = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
@@ -237,8 +235,8 @@ class BaseAgent(ABC):
                 )
             members = {name: zf.read(name) for name in zf.namelist()}
         device_obj = get_device(device)
-        policy = _policy_from_payload(_torch_load(members.pop("policy.pt"), device_obj))
-        hyperparameters = {**meta["hyperparameters"], **kwargs}
+        policy = _policy_from_payload(torch_load(members.pop("policy.pt"), device_obj))
+        hyperparameters = {**meta["hyperparameters"], "seed": meta.get("seed"), **kwargs}
         agent = cls._from_saved(env, policy, hyperparameters, meta, members, device=device)
         agent.num_timesteps = meta["num_timesteps"]
         return agent
@@ -264,6 +262,12 @@ class BaseAgent(ABC):
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _zip_path(path: str | os.PathLike) -> Path:
+    """``path`` with ``.zip`` appended unless it already ends so (``run.v1`` -> ``run.v1.zip``)."""
+    path = Path(path)
+    return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
 
 
 def check_positive_int(value: Any, name: str) -> int:
@@ -336,11 +340,11 @@ def _policy_from_payload(payload: dict[str, Any]) -> Any:
     return policy.to(next(iter(payload["state_dict"].values())).device)
 
 
-def _torch_bytes(obj: Any) -> bytes:
+def torch_bytes(obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
 
 
-def _torch_load(data: bytes, device: torch.device) -> Any:
+def torch_load(data: bytes, device: torch.device) -> Any:
     return torch.load(io.BytesIO(data), map_location=device, weights_only=False)

@@ -19,14 +19,14 @@ from tqdm import tqdm
 
 from agents.base import (
     BaseAgent,
-    _torch_bytes,
-    _torch_load,
     check_non_negative_float,
     check_positive_float,
     check_positive_int,
+    torch_bytes,
+    torch_load,
 )
 from agents.data import Demonstrations
-from agents.policies import action_log_prob, check_spaces, trainable_module
+from agents.policies import action_log_prob, check_spaces, same_space, trainable_module
 
 POLICY_ALIASES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 
@@ -79,6 +79,8 @@ class BC(BaseAgent):
     demonstrations. ``policy`` is ``"MlpPolicy"`` / ``"CnnPolicy"`` / ``"MultiInputPolicy"``
     (an SB3 actor-critic policy), or any SB3 model or policy to train in place (PPO, A2C,
     DQN, QR-DQN, ...). ``expert_labels`` is the number of expert actions it learned from.
+    Callbacks' ``on_step`` runs once per gradient step, and ``num_timesteps`` advances by
+    the batch size, so an SB3 ``eval_freq`` counts gradient steps.
     """
 
     hyperparameter_names = ("learning_rate", "batch_size", "ent_coef", "l2_coef", "max_grad_norm")
@@ -148,7 +150,7 @@ class BC(BaseAgent):
             raise ValueError("demonstrations are empty: collect at least one transition")
         for kind in ("observation_space", "action_space"):
             theirs = getattr(demonstrations, kind)
-            if theirs is not None and theirs != getattr(self._policy, kind):
+            if theirs is not None and not same_space(theirs, getattr(self._policy, kind)):
                 raise ValueError(
                     f"demonstrations were recorded with {kind} {theirs}, the learner uses "
                     f"{getattr(self._policy, kind)}; record them on the same env"
@@ -158,16 +160,22 @@ class BC(BaseAgent):
     def _learn(self, target_timesteps: int, callback: BaseCallback, bar: tqdm) -> None:
         if self.demonstrations is None:
             raise ValueError(
-                "BC has no demonstrations: pass BC(env, demonstrations) with "
+                "BC has no demonstrations: pass BC(env, demonstrations) or call "
+                "bc.set_demonstrations(...) (a loaded BC does not carry its data) with "
                 "Demonstrations.collect(env, expert, n_episodes=...) or Demonstrations.load(path)"
             )
         self.train_samples(target_timesteps - self.num_timesteps, callback, bar)
 
     def train_samples(
-        self, n_samples: int, callback: BaseCallback | None = None, bar: tqdm | None = None
+        self,
+        n_samples: int,
+        callback: BaseCallback | None = None,
+        bar: tqdm | None = None,
+        log_step: int | None = None,
     ) -> bool:
         """Take gradient steps until ``n_samples`` samples were seen; False if a callback
-        stopped training."""
+        stopped training. Logged statistics are stamped with ``log_step`` when given (an
+        outer algorithm's timestep, e.g. DAgger's), else with BC's sample count."""
         self._policy.set_training_mode(True)
         seen = 0
         try:
@@ -186,7 +194,7 @@ class BC(BaseAgent):
                         for key, value in stats.items():
                             self.logger.record(f"train/{key}", value)
                         self.logger.record("train/n_updates", self._n_updates)
-                        self.logger.dump(self.num_timesteps)
+                        self.logger.dump(self.num_timesteps if log_step is None else log_step)
                     if callback is not None:
                         callback.update_locals(locals())
                         if not callback.on_step():
@@ -231,21 +239,21 @@ class BC(BaseAgent):
     def _extra_members(self) -> dict[str, bytes]:
         trainer = {"rng": self._rng.bit_generator.state, "n_updates": self._n_updates}
         return {
-            "optimizer.pt": _torch_bytes(self.optimizer.state_dict()),
-            "trainer.pt": _torch_bytes(trainer),
+            "optimizer.pt": torch_bytes(self.optimizer.state_dict()),
+            "trainer.pt": torch_bytes(trainer),
         }
 
     def _restore_training_state(self, members: dict[str, bytes]) -> None:
         """Optimizer moments, shuffling RNG and update count: training resumes exactly."""
         if "optimizer.pt" in members:
-            self.optimizer.load_state_dict(_torch_load(members["optimizer.pt"], self.device))
+            self.optimizer.load_state_dict(torch_load(members["optimizer.pt"], self.device))
         if "trainer.pt" in members:
-            trainer = _torch_load(members["trainer.pt"], self.device)
+            trainer = torch_load(members["trainer.pt"], self.device)
             self._rng.bit_generator.state = trainer["rng"]
             self._n_updates = trainer["n_updates"]
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
-        agent = cls(env, policy=policy, seed=meta.get("seed"), device=device, **hyperparameters)
+        agent = cls(env, policy=policy, device=device, **hyperparameters)
         agent._restore_training_state(members)
         return agent

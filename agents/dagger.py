@@ -12,8 +12,8 @@ callable ``round -> beta`` is accepted.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,9 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
-from agents.base import BaseAgent, _torch_bytes, _torch_load, check_positive_int
+from agents.base import BaseAgent, check_positive_int, torch_bytes, torch_load
 from agents.bc import BC
-from agents.data import Demonstrations, _TransitionBuffer
+from agents.data import Demonstrations, TransitionBuffer
 from agents.policies import OraclePolicy, as_policy, check_probability, check_spaces
 from envs.core import RestartableEnv, StateError
 
@@ -117,6 +117,13 @@ class DAgger(BaseAgent):
         self.deterministic_rollouts = bool(deterministic_rollouts)
         self.retrain_from_scratch = bool(retrain_from_scratch)
         self._policy_spec = (policy, policy_kwargs)
+        unknown = sorted(set(bc_kwargs) - set(BC.hyperparameter_names))
+        if unknown:
+            raise TypeError(
+                f"DAgger got unexpected keyword argument(s) {', '.join(unknown)}; it accepts "
+                f"its own ({', '.join(self.hyperparameter_names)}) and the BC learner's "
+                f"({', '.join(BC.hyperparameter_names)})"
+            )
         self._bc_kwargs = bc_kwargs
         self.bc = BC(
             env,
@@ -135,7 +142,10 @@ class DAgger(BaseAgent):
         self.round = 0
         self._rng = np.random.default_rng(seed)
         self._needs_first_reset = True
-        self._obs = None
+        self._obs: Any = None
+        self._episode_start, self._episode_return = True, 0.0
+        self._expert_state: Any = None
+        self._learner_state: Any = None
 
     @property
     def policy(self) -> torch.nn.Module:
@@ -154,6 +164,12 @@ class DAgger(BaseAgent):
         """The probability that the expert acts in ``round_index`` (default: the next round)."""
         value = self._beta_fn(self.round if round_index is None else round_index)
         return check_probability(value, "beta_schedule(round)")
+
+    def set_env(self, env: gym.Env) -> None:
+        """Attach another env; the next round starts a fresh episode in it."""
+        super().set_env(env)
+        self.bc.set_env(env)
+        self._obs, self._needs_first_reset = None, True
 
     def set_expert(self, expert: Any) -> None:
         expert = as_policy(expert, role="expert")
@@ -188,7 +204,7 @@ class DAgger(BaseAgent):
             self.bc.set_demonstrations(aggregate)
             if self.retrain_from_scratch:
                 self._reset_learner()
-            self.bc.train_samples(self.n_epochs * len(aggregate))
+            self.bc.train_samples(self.n_epochs * len(aggregate), log_step=self.num_timesteps)
             self.logger.record("dagger/round", self.round)
             self.logger.record("dagger/beta", self.beta())
             self.logger.record("dagger/expert_labels", self.expert_labels)
@@ -199,29 +215,36 @@ class DAgger(BaseAgent):
 
     def _collect_round(self, n_steps: int, callback: BaseCallback, bar: tqdm):
         env, beta = self.env, self.beta()
-        buffer = _TransitionBuffer()
+        buffer = TransitionBuffer()
         if self._needs_first_reset or self._obs is None:
             self._obs, _ = env.reset(seed=self.seed if self._needs_first_reset else None)
             self._needs_first_reset = False
-            self._episode_start = True
-        episode_return, returns = 0.0, []
+            self._episode_start, self._episode_return = True, 0.0
+        returns = []
         keep_going = True
         for _ in range(n_steps):
-            obs = self._obs
-            label, _ = self.expert.predict(obs, deterministic=True)
-            if self._rng.random() < beta:
-                action = label
-            else:
-                action, _ = self.bc.policy.predict(obs, deterministic=self.deterministic_rollouts)
+            obs, start = self._obs, np.array([self._episode_start])
+            # Both policies see every step, so recurrent ones keep their state; the
+            # expert's action is the label whether or not it is executed.
+            label, self._expert_state = self.expert.predict(
+                obs, state=self._expert_state, episode_start=start, deterministic=True
+            )
+            learner_action, self._learner_state = self.bc.policy.predict(
+                obs,
+                state=self._learner_state,
+                episode_start=start,
+                deterministic=self.deterministic_rollouts,
+            )
+            action = label if self._rng.random() < beta else learner_action
             next_obs, reward, terminated, truncated, _ = env.step(action)
             buffer.add(obs, label, reward, self._episode_start, terminated, truncated, None, None)
-            episode_return += reward
+            self._episode_return += float(reward)
             self.num_timesteps += 1
             bar.update(1)
             self._episode_start = terminated or truncated
             if self._episode_start:
-                returns.append(episode_return)
-                episode_return = 0.0
+                returns.append(self._episode_return)
+                self._episode_return = 0.0
                 next_obs, _ = env.reset()
             self._obs = next_obs
             callback.update_locals(locals())
@@ -250,6 +273,7 @@ class DAgger(BaseAgent):
             demos,
             policy=policy,
             policy_kwargs=policy_kwargs,
+            seed=int(self._rng.integers(2**31)),  # reproducible, and new weights each round
             device=self.device,
             **self._bc_kwargs,
         )
@@ -271,13 +295,18 @@ class DAgger(BaseAgent):
             with tempfile.TemporaryDirectory() as tmp:
                 path = self.demonstrations.save(Path(tmp) / "aggregate.lfid")
                 members["aggregate.lfid"] = path.read_bytes()
-        rollout: dict[str, Any] = {"rng": self._rng.bit_generator.state, "env_state": None}
+        rollout: dict[str, Any] = {
+            "rng": self._rng.bit_generator.state,
+            "env_state": None,
+            "episode_return": self._episode_return,
+            "policy_spec": self._policy_spec if isinstance(self._policy_spec[0], str) else None,
+        }
         # The restart contract lets a checkpoint resume mid-episode, exactly where the
         # rollout stopped, instead of starting a fresh episode.
         if self._obs is not None and isinstance(self.env.unwrapped, RestartableEnv):
             rollout["env_state"] = self.env.unwrapped.get_state()
             rollout["episode_start"] = self._episode_start
-        members["rollout.pt"] = _torch_bytes(rollout)
+        members["rollout.pt"] = torch_bytes(rollout)
         return members
 
     @classmethod
@@ -299,20 +328,29 @@ class DAgger(BaseAgent):
             expert,
             demonstrations=demos,
             policy=policy,
-            seed=meta.get("seed"),
             device=device,
             **hyperparameters,
         )
         agent.bc._restore_training_state(members)
         agent.round = meta["extra"]["round"]
         if "rollout.pt" in members:
-            rollout = _torch_load(members["rollout.pt"], agent.device)
+            rollout = torch_load(members["rollout.pt"], agent.device)
             agent._rng.bit_generator.state = rollout["rng"]
+            if rollout.get("policy_spec") is not None:
+                agent._policy_spec = rollout["policy_spec"]  # retrain_from_scratch needs it
             state = rollout["env_state"]
             if state is not None and env is not None and isinstance(env.unwrapped, RestartableEnv):
-                # An env of another id cannot take the state: then start a fresh episode.
-                with contextlib.suppress(StateError):
-                    agent._obs, _ = env.unwrapped.reset_to(state)
+                try:
+                    # Through the wrapper stack, so the user's wrappers see the restart.
+                    agent._obs, _ = env.reset(options={"state": state})
+                except StateError as exc:
+                    warnings.warn(
+                        f"DAgger checkpoint: cannot resume the saved episode ({exc}); "
+                        "the next round starts a fresh one",
+                        stacklevel=3,
+                    )
+                else:
                     agent._episode_start = rollout["episode_start"]
+                    agent._episode_return = rollout.get("episode_return", 0.0)
                     agent._needs_first_reset = False
         return agent

@@ -20,7 +20,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.policies import Policy, as_policy, check_spaces
+from agents.files import atomic_write
+from agents.policies import Policy, as_policy, check_spaces, same_space
 
 SCHEMA_VERSION = 1
 MAGIC = b"LFIDEMO\x01"
@@ -45,7 +45,7 @@ class DemonstrationsFileError(ValueError):
     """A demonstrations file is truncated, edited, or not a demonstrations file."""
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # holds arrays: == is identity, compare fields yourself
 class Demonstrations:
     """Transitions of one or more episodes, in order.
 
@@ -161,11 +161,16 @@ class Demonstrations:
         for other in parts[1:]:
             for kind in ("observation_space", "action_space"):
                 mine, theirs = getattr(first, kind), getattr(other, kind)
-                if mine is not None and theirs is not None and mine != theirs:
+                if mine is not None and theirs is not None and not same_space(mine, theirs):
                     raise ValueError(
                         f"cannot concatenate demonstrations of different "
                         f"{kind.replace('_', ' ')}s: {mine} vs {theirs}"
                     )
+        env_ids = {p.env_id for p in parts if p.env_id is not None}
+        if len(env_ids) > 1:
+            raise ValueError(
+                f"cannot concatenate demonstrations of different envs: {sorted(env_ids)}"
+            )
         keep_states = all(p.states is not None for p in parts)
         keep_infos = all(p.infos is not None for p in parts)
         if isinstance(first.observations, dict):
@@ -251,7 +256,7 @@ class Demonstrations:
         check_spaces(policy, env, role="policy")
         if record_states and not hasattr(env.unwrapped, "get_state"):
             raise ValueError("record_states=True needs an lfi-gym env (with get_state())")
-        buffer = _TransitionBuffer()
+        buffer = TransitionBuffer()
         obs, _ = env.reset(seed=seed)
         episodes_done, episode_start, recurrent = 0, True, None
         bar = tqdm(
@@ -321,51 +326,40 @@ class Demonstrations:
         if self.infos is not None:
             blobs["infos"] = pickle.dumps(self.infos, protocol=5)
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                writer = _HashingWriter(f)
-                writer.write(MAGIC)
-                sections: dict[str, dict[str, Any]] = {}
-                for key, array in arrays.items():
-                    writer.pad_to(_ALIGN)
-                    sections[key] = {
-                        "kind": "array",
-                        "dtype": array.dtype.str,
-                        "shape": list(array.shape),
-                        "offset": writer.position,
-                        "nbytes": array.nbytes,
-                    }
-                    writer.write(memoryview(array.reshape(-1)).cast("B") if array.size else b"")
-                for key, blob in blobs.items():
-                    sections[key] = {
-                        "kind": "pickle",
-                        "offset": writer.position,
-                        "nbytes": len(blob),
-                    }
-                    writer.write(blob)
-                footer = {
-                    "format": "lfi-gym.demonstrations",
-                    "schema_version": SCHEMA_VERSION,
-                    "length": len(self),
-                    "env_id": self.env_id,
-                    "observations": "dict" if isinstance(self.observations, dict) else "array",
-                    "sections": sections,
+        with atomic_write(path) as f:
+            writer = _HashingWriter(f)
+            writer.write(MAGIC)
+            sections: dict[str, dict[str, Any]] = {}
+            for key, array in arrays.items():
+                writer.pad_to(_ALIGN)
+                sections[key] = {
+                    "kind": "array",
+                    "dtype": array.dtype.str,
+                    "shape": list(array.shape),
+                    "offset": writer.position,
+                    "nbytes": array.nbytes,
                 }
-                footer["sha256"] = _footer_digest(writer.digest_copy(), footer)
-                encoded = json.dumps(footer, sort_keys=True).encode()
-                f.write(encoded)
-                f.write(len(encoded).to_bytes(8, "little"))
-                f.write(END_MAGIC)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
-        _fsync_directory(path.parent)
+                writer.write(memoryview(array.reshape(-1)).cast("B") if array.size else b"")
+            for key, blob in blobs.items():
+                sections[key] = {
+                    "kind": "pickle",
+                    "offset": writer.position,
+                    "nbytes": len(blob),
+                }
+                writer.write(blob)
+            footer = {
+                "format": "lfi-gym.demonstrations",
+                "schema_version": SCHEMA_VERSION,
+                "length": len(self),
+                "env_id": self.env_id,
+                "observations": "dict" if isinstance(self.observations, dict) else "array",
+                "sections": sections,
+            }
+            footer["sha256"] = _footer_digest(writer.digest_copy(), footer)
+            encoded = json.dumps(footer, sort_keys=True).encode()
+            f.write(encoded)
+            f.write(len(encoded).to_bytes(8, "little"))
+            f.write(END_MAGIC)
         return path
 
     @classmethod
@@ -466,7 +460,7 @@ def _map_observations(observations: Observations, fn) -> Any:
     return fn(observations)
 
 
-class _TransitionBuffer:
+class TransitionBuffer:
     """Per-step lists, stacked once at the end of a collection."""
 
     def __init__(self) -> None:
@@ -579,16 +573,3 @@ def _read_footer(path: Path) -> tuple[dict[str, Any], int]:
             )
         )
     return footer, data_end
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -8,7 +8,7 @@ import numpy as np
 from agents.policies import Policy, as_policy, check_spaces
 
 
-def evaluate_policy(
+def episode_returns(
     policy: Policy,
     env: gym.Env,
     n_episodes: int = 10,

@@ -56,14 +56,14 @@ def check_spaces(policy: Policy, env: gym.Env, *, role: str = "policy") -> None:
     """Raise ValueError unless ``policy`` acts on ``env``'s observation and action spaces."""
     for kind in ("action_space", "observation_space"):
         expected, got = getattr(env, kind), getattr(policy, kind)
-        if not _same_space(expected, got):
+        if not same_space(expected, got):
             raise ValueError(
                 f"{role}'s {kind} {got} does not match the env's {kind} {expected}; "
                 f"use a {role} made for this env"
             )
 
 
-def _same_space(a: gym.Space, b: gym.Space) -> bool:
+def same_space(a: gym.Space, b: gym.Space) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, spaces.Box):
@@ -75,7 +75,7 @@ def _same_space(a: gym.Space, b: gym.Space) -> bool:
             and np.allclose(a.high, b.high, equal_nan=True)
         )
     if isinstance(a, spaces.Dict):
-        return a.keys() == b.keys() and all(_same_space(a[k], b[k]) for k in a.keys())
+        return a.keys() == b.keys() and all(same_space(a[k], b[k]) for k in a.keys())
     return a == b
 
 
@@ -168,7 +168,7 @@ class MixturePolicy:
         self.first = as_policy(first, role="first")
         self.second = as_policy(second, role="second")
         for kind in ("action_space", "observation_space"):
-            if not _same_space(getattr(first, kind), getattr(second, kind)):
+            if not same_space(getattr(first, kind), getattr(second, kind)):
                 raise ValueError(
                     f"mixture of policies with different {kind}s: "
                     f"{getattr(first, kind)} vs {getattr(second, kind)}"

@@ -12,6 +12,11 @@
     vec.reset_to([s0, s5], indices=[0, 5]) # only rows 0 and 5; the others keep running
 
 Families with a native batched env (text) implement the same methods.
+
+Gymnasium's other modes do not know the contract: ``vectorization_mode="sync"`` or
+``"async"`` build plain Gymnasium vector envs without ``get_state`` / ``reset_to``, and
+the vector-entry-point mode refuses ``wrappers=``; wrap each row's env yourself and build
+a :class:`RestartableSyncVectorEnv` from those if you need both.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 import envs
-from agents import BC, DAgger, Demonstrations, evaluate_policy
+from agents import BC, DAgger, Demonstrations, episode_returns
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         ).learn(total_timesteps=args.labels)
         for name, agent in (("BC", bc), ("DAgger", dagger)):
             eval_env = gym.make("Control-CartPole-v0")
-            results[name].append(evaluate_policy(agent, eval_env, 10, seed=1000 + seed).mean())
+            results[name].append(episode_returns(agent, eval_env, 10, seed=1000 + seed).mean())
 
     print(f"{args.labels} expert labels, {args.seeds} seeds (return, max 500)")
     for name, returns in results.items():

@@ -12,7 +12,7 @@ import gymnasium as gym
 from stable_baselines3 import DQN, PPO
 
 import envs
-from agents import BC, DAgger, Demonstrations, evaluate_policy
+from agents import BC, DAgger, Demonstrations, episode_returns
 
 ENV_ID = "Control-CartPole-v0"
 
@@ -24,15 +24,15 @@ def main() -> None:
 
     env = gym.make(ENV_ID)
     ppo = PPO("MlpPolicy", env, seed=0).learn(args.ppo_steps, progress_bar=True)
-    print(f"PPO expert:          {evaluate_policy(ppo, gym.make(ENV_ID), 10).mean():6.1f}")
+    print(f"PPO expert:          {episode_returns(ppo, gym.make(ENV_ID), 10).mean():6.1f}")
 
     dagger = DAgger(env, expert=ppo, steps_per_round=250, seed=0).learn(2_000, progress_bar=True)
-    print(f"DAgger (PPO expert): {evaluate_policy(dagger, gym.make(ENV_ID), 10).mean():6.1f}")
+    print(f"DAgger (PPO expert): {episode_returns(dagger, gym.make(ENV_ID), 10).mean():6.1f}")
 
     demos = Demonstrations.collect(env, envs.make_expert(env), n_episodes=4, seed=0)
     dqn = DQN("MlpPolicy", env, seed=0)
     BC(env, demos, policy=dqn, seed=0).learn(40_000)  # trains dqn's Q-network in place
-    print(f"DQN after BC:        {evaluate_policy(dqn, gym.make(ENV_ID), 10).mean():6.1f}")
+    print(f"DQN after BC:        {episode_returns(dqn, gym.make(ENV_ID), 10).mean():6.1f}")
 
 
 if __name__ == "__main__":

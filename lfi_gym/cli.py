@@ -11,6 +11,7 @@ stderr with exit status 2 and the list of valid choices; no traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 from collections.abc import Sequence
@@ -140,8 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[SuiteEntry]:
     """The suite entries to run, with the command line's overrides; usage errors exit 2."""
-    import dataclasses
-
     import envs
     from lfi_gym.compare import check_agent
 

@@ -30,9 +30,12 @@ import agents
 import envs
 from lfi_gym.suites import SuiteEntry
 
-#: Evaluation episode ``i`` of seed ``s`` starts from ``reset(seed=EVAL_SEED_OFFSET + s + i)``;
-#: far from the training seeds so that no agent is evaluated on its demonstrations' starts.
+#: Evaluation episode ``i`` of seed ``s`` starts from
+#: ``reset(seed=EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * s + i)``: far from the training seeds (no
+#: agent is evaluated on its demonstrations' starts), the same starts for every agent of a
+#: seed, and different starts across seeds (so their spread is not understated).
 EVAL_SEED_OFFSET = 10_000
+EVAL_SEED_STRIDE = 1_000
 
 RESULTS_FILE = "results.json"
 CURVES_FILE = "learning_curves.png"
@@ -255,6 +258,10 @@ def run_compare(
             raise ValueError("seeds must not be empty")
     for entry in entries:
         envs.check_env_id(entry.env_id)
+        if entry.eval_episodes > EVAL_SEED_STRIDE:
+            raise ValueError(
+                f"{entry.env_id}: at most {EVAL_SEED_STRIDE} evaluation episodes per point"
+            )
         for name in entry.agents:
             check_agent(name)
 
@@ -265,7 +272,7 @@ def run_compare(
     for entry in entries:
         report(f"{entry.env_id}: expert", 0)
         env = gym.make(entry.env_id)
-        expert_returns[entry.env_id] = agents.evaluate_policy(
+        expert_returns[entry.env_id] = agents.episode_returns(
             envs.make_expert(env), env, entry.eval_episodes, seed=EVAL_SEED_OFFSET
         ).tolist()
         report(f"{entry.env_id}: expert", 1)
@@ -277,6 +284,7 @@ def run_compare(
         "seeds": seed_list,
         "device": device,
         "eval_seed_offset": EVAL_SEED_OFFSET,
+        "eval_seed_stride": EVAL_SEED_STRIDE,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "total_wall_time_s": time.time() - started,
         "versions": _versions(),
@@ -301,8 +309,8 @@ def _run_one(entry: SuiteEntry, name: str, seed: int, device: str, report: Progr
             raise RuntimeError(
                 f"{name} used {labels} expert labels at curve point {budget} on {entry.env_id}"
             )
-        returns = agents.evaluate_policy(
-            policy, eval_env, entry.eval_episodes, seed=EVAL_SEED_OFFSET + seed
+        returns = agents.episode_returns(
+            policy, eval_env, entry.eval_episodes, seed=EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * seed
         )
         curve.append(CurvePoint(labels, returns.tolist(), train_time))
         report(description, 1)
@@ -362,7 +370,9 @@ def plot_learning_curves(results: CompareResults, path: str | Path) -> Path:
         ax.set_xlabel("expert labels")
         ax.set_ylabel(f"return (mean of {entry.eval_episodes} episodes)")
         ax.set_xlim(0, entry.label_budget * 1.03)
-        ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], expert * 1.08))
+        low, high = ax.get_ylim()
+        # Returns at or above 0 get a 0 baseline; negative returns (Atari, costs) stay visible.
+        ax.set_ylim(bottom=low if low < 0 else 0.0, top=max(high, expert * 1.08))
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right")
     for ax in axes[n:]:

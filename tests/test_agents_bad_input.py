@@ -333,8 +333,10 @@ def test_state_of_another_env_id(stepped_env):
     assert ENV_ID in str(info.value)
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
-def test_state_of_another_version(stepped_env, version):
+@pytest.mark.parametrize("offset", [-1, 1, "str", None])
+def test_state_of_another_version(stepped_env, offset):
+    current = stepped_env.get_state().version
+    version = current + offset if isinstance(offset, int) else (offset and str(current))
     state = dataclasses.replace(stepped_env.get_state(), version=version)
     _assert_refused_and_unchanged(stepped_env, state, match="version")
 

@@ -153,3 +153,128 @@ def test_dagger_resumed_from_a_checkpoint_matches_the_uninterrupted_run(tmp_path
         dagger.policy.state_dict().items(), resumed.policy.state_dict().items(), strict=True
     ):
         assert torch.equal(p, q), name
+
+
+def test_suffix_and_seed_overrides_on_load(tmp_path, env, demos) -> None:
+    bc = BC(env, demos, seed=0)
+    path = bc.save(tmp_path / "run.v1")
+    assert path.name == "run.v1.zip"
+    assert BC.load(tmp_path / "run.v1").seed == 0
+    assert BC.load(tmp_path / "run.v1", env=env, seed=3).seed == 3
+
+
+def test_bc_resume_equals_uninterrupted_training(tmp_path, env, demos) -> None:
+    import torch
+
+    bc = BC(env, demos, seed=0).learn(1000)
+    bc.save(tmp_path / "bc.zip")
+    bc.learn(1000, reset_num_timesteps=False)
+    resumed = BC.load(tmp_path / "bc.zip", env=env)
+    resumed.set_demonstrations(demos)
+    resumed.learn(1000, reset_num_timesteps=False)
+    assert resumed.num_timesteps == bc.num_timesteps
+    for p, q in zip(bc.policy.parameters(), resumed.policy.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_dagger_resume_goes_through_the_users_wrappers(tmp_path) -> None:
+    def make():
+        return gym.wrappers.TransformObservation(
+            gym.make(ENV_ID), lambda o: 2 * o, gym.make(ENV_ID).observation_space
+        )
+
+    env = make()
+    dagger = DAgger(env, envs.make_expert(gym.make(ENV_ID)), steps_per_round=30, seed=0)
+    dagger.learn(30)
+    dagger.save(tmp_path / "d.zip")
+    resumed = DAgger.load(tmp_path / "d.zip", env=make())
+    np.testing.assert_array_equal(resumed._obs, dagger._obs)
+
+
+def test_retrain_from_scratch_is_seeded_and_resumable(tmp_path, env) -> None:
+    import torch
+
+    def run():
+        return DAgger(
+            gym.make(ENV_ID),
+            envs.make_expert(env),
+            steps_per_round=50,
+            n_epochs=2,
+            retrain_from_scratch=True,
+            seed=0,
+        ).learn(150)
+
+    a, b = run(), run()
+    for p, q in zip(a.policy.parameters(), b.policy.parameters(), strict=True):
+        assert torch.equal(p, q)
+    a.save(tmp_path / "a.zip")
+    resumed = DAgger.load(tmp_path / "a.zip", env=gym.make(ENV_ID), expert=envs.make_expert(env))
+    resumed.learn(50, reset_num_timesteps=False)
+    assert resumed.round == 4
+
+
+def test_dagger_logs_true_episode_returns_and_monotonic_steps(tmp_path, env) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # beta = 1 throughout: the expert plays 500-step episodes split over 50-step rounds.
+    dagger = DAgger(
+        env,
+        envs.make_expert(env),
+        steps_per_round=50,
+        n_epochs=1,
+        beta_schedule=lambda i: 1.0,
+        seed=0,
+        tensorboard_log=str(tmp_path),
+    )
+    dagger.learn(1000)
+    (run_dir,) = tmp_path.iterdir()
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    returns = [e.value for e in events.Scalars("rollout/ep_rew_mean")]
+    assert returns and set(returns) == {500.0}
+    for tag in ("train/loss", "dagger/beta", "dagger/expert_labels"):
+        steps = [e.step for e in events.Scalars(tag)]
+        assert steps == sorted(steps) and steps[-1] <= 1000, (tag, steps)
+
+
+def test_dagger_executes_the_expert_at_rate_beta(env, monkeypatch) -> None:
+    """Expert always 1, learner always 0: the executed actions show who acted."""
+    expert = envs.make_expert(env)
+    monkeypatch.setattr(expert, "act", lambda obs: np.ones(len(obs), dtype=np.int64))
+    dagger = DAgger(
+        env, expert, steps_per_round=1000, n_epochs=1, beta_schedule=lambda i: 0.5, seed=0
+    )
+    monkeypatch.setattr(
+        dagger.bc.policy,
+        "predict",
+        lambda obs, state=None, episode_start=None, deterministic=False: (0, state),
+    )
+    executed = []
+    step = env.step
+    monkeypatch.setattr(env, "step", lambda a: executed.append(int(a)) or step(a))
+    dagger.learn(1000)
+    assert 0.45 <= np.mean(executed) <= 0.55
+    np.testing.assert_array_equal(dagger.demonstrations.actions, 1)  # labels: always the expert
+
+
+def test_recurrent_expert_keeps_its_state_in_dagger(env) -> None:
+    """DAgger with beta = 1 labels exactly what the recurrent expert does when it plays."""
+    from sb3_contrib import RecurrentPPO
+
+    expert = RecurrentPPO("MlpLstmPolicy", env, seed=0, n_steps=64).learn(64)
+    reference = Demonstrations.collect(gym.make(ENV_ID), expert, n_steps=200, seed=0)
+    dagger = DAgger(
+        gym.make(ENV_ID),
+        expert,
+        steps_per_round=200,
+        n_epochs=1,
+        beta_schedule=lambda i: 1.0,
+        seed=0,
+    )
+    dagger.learn(200)
+    np.testing.assert_array_equal(dagger.demonstrations.actions, reference.actions)
+
+
+def test_dagger_rejects_unknown_keyword_arguments(env) -> None:
+    with pytest.raises(TypeError, match="n_epoch"):
+        DAgger(env, envs.make_expert(env), n_epoch=3)

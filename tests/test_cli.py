@@ -89,8 +89,11 @@ def test_envs_lists_the_registered_ids(capsys) -> None:
 
 
 def test_console_script_is_installed() -> None:
+    # The script pip installs beside this interpreter, not `python -m`.
+    script = Path(sys.executable).parent / "lfi-gym"
+    assert script.exists(), "pip install -e . installs the lfi-gym command"
     result = subprocess.run(
-        [sys.executable, "-m", "lfi_gym.cli", "compare", "--env", "Nope-v0", "--out", "x"],
+        [str(script), "compare", "--env", "Nope-v0", "--out", "x"],
         capture_output=True,
         text=True,
         timeout=120,

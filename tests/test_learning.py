@@ -7,25 +7,16 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import envs
-from agents import BC, DAgger, Demonstrations, evaluate_policy
+from agents import BC, DAgger, Demonstrations, episode_returns
 
 ENV_ID = "Control-CartPole-v0"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small MLPs: threads only add overhead and nondeterminism
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_oracle_balances_for_the_whole_horizon() -> None:
     env = gym.make(ENV_ID)
-    returns = evaluate_policy(envs.make_expert(env), env, n_episodes=20, seed=0)
+    returns = episode_returns(envs.make_expert(env), env, n_episodes=20, seed=0)
     assert returns.mean() >= 475, returns
 
 
@@ -42,7 +33,7 @@ def test_bc_learns_from_oracle_demonstrations() -> None:
         bc.predict(held_out.observations, deterministic=True)[0] == held_out.actions
     )
     assert agreement >= 0.95
-    returns = evaluate_policy(bc, gym.make(ENV_ID), n_episodes=10, seed=100)
+    returns = episode_returns(bc, gym.make(ENV_ID), n_episodes=10, seed=100)
     assert returns.mean() >= 475, returns
     assert bc.expert_labels == len(demos) == 2000
 
@@ -55,7 +46,7 @@ def test_dagger_learns_with_the_oracle() -> None:
     )
     dagger.learn(total_timesteps=500)
     assert dagger.expert_labels == 500 and dagger.round == 5
-    returns = evaluate_policy(dagger, gym.make(ENV_ID), n_episodes=10, seed=100)
+    returns = episode_returns(dagger, gym.make(ENV_ID), n_episodes=10, seed=100)
     assert returns.mean() >= 475, returns
 
 
@@ -74,8 +65,8 @@ def test_dagger_beats_bc_at_equal_expert_labels() -> None:
         ).learn(budget)
         assert bc.expert_labels == dagger.expert_labels == budget
         eval_seed = 1000 + seed
-        bc_returns.append(evaluate_policy(bc, gym.make(ENV_ID), 10, seed=eval_seed).mean())
-        dagger_returns.append(evaluate_policy(dagger, gym.make(ENV_ID), 10, seed=eval_seed).mean())
+        bc_returns.append(episode_returns(bc, gym.make(ENV_ID), 10, seed=eval_seed).mean())
+        dagger_returns.append(episode_returns(dagger, gym.make(ENV_ID), 10, seed=eval_seed).mean())
     bc_mean, dagger_mean = np.mean(bc_returns), np.mean(dagger_returns)
     assert dagger_mean >= 400, dagger_returns
     assert dagger_mean >= bc_mean + 100, (bc_returns, dagger_returns)

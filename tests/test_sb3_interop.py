@@ -17,7 +17,7 @@ from sb3_contrib import QRDQN
 from stable_baselines3 import A2C, DQN, PPO
 
 import envs
-from agents import BC, DAgger, Demonstrations, evaluate_policy
+from agents import BC, DAgger, Demonstrations, episode_returns
 
 torch.set_num_threads(1)
 
@@ -116,8 +116,8 @@ def test_sb3_model_as_collect_expert(trained, name):
     labels, _ = expert.predict(demos.observations, deterministic=True)
     np.testing.assert_array_equal(demos.actions, labels)
     assert 0.1 < demos.actions.mean() < 0.9, "the expert should use both actions"
-    # Collection follows the expert: its first episode is the one evaluate_policy sees.
-    first_return = evaluate_policy(expert, env, n_episodes=1, seed=7)[0]
+    # Collection follows the expert: its first episode is the one episode_returns sees.
+    first_return = episode_returns(expert, env, n_episodes=1, seed=7)[0]
     assert demos.episode_returns()[0] == first_return
 
 
@@ -152,14 +152,14 @@ def test_sb3_model_as_dagger_expert(trained, name):
 def test_sb3_model_as_bc_learner(trained_copy, oracle_demos, name):
     model = trained_copy(name)
     env = gym.make(ENV_ID)
-    before = evaluate_policy(model, env, n_episodes=5, seed=100).mean()
+    before = episode_returns(model, env, n_episodes=5, seed=100).mean()
     assert before < 400, "the briefly trained model should not already be good"
     params = _params(model.policy)
     bc = BC(env, oracle_demos, policy=model, learning_rate=3e-3, seed=0, device="cpu")
     assert bc.policy is model.policy, "the SB3 model is trained in place, not copied"
     bc.learn(40_000)
     assert not _same_params(params, _params(model.policy))
-    returns = evaluate_policy(model, env, n_episodes=5, seed=100)  # the SB3 model itself
+    returns = episode_returns(model, env, n_episodes=5, seed=100)  # the SB3 model itself
     assert returns.mean() >= 400, f"{name} trained by BC returns {returns}"
 
 
@@ -178,7 +178,7 @@ def test_sb3_model_as_dagger_learner(trained_copy, name):
     )
     assert dagger.policy is model.policy
     dagger.learn(2500)
-    returns = evaluate_policy(model, env, n_episodes=5, seed=100)
+    returns = episode_returns(model, env, n_episodes=5, seed=100)
     assert returns.mean() >= 400, f"{name} trained by DAgger returns {returns}"
 
 
@@ -186,7 +186,7 @@ def test_fresh_sb3_model_as_bc_learner(oracle_demos):
     model = make_model("DQN", seed=1)  # never trained by RL
     env = gym.make(ENV_ID)
     BC(env, oracle_demos, policy=model, learning_rate=3e-3, seed=0, device="cpu").learn(40_000)
-    assert evaluate_policy(model, env, n_episodes=5, seed=100).mean() >= 400
+    assert episode_returns(model, env, n_episodes=5, seed=100).mean() >= 400
 
 
 # -- warm start -------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_fresh_sb3_model_as_bc_learner(oracle_demos):
 def test_bc_mlp_policy_warm_starts_ppo(oracle_demos):
     env = gym.make(ENV_ID)
     bc = BC(env, oracle_demos, seed=0, device="cpu").learn(20_000)
-    assert evaluate_policy(bc, env, n_episodes=3, seed=100).mean() >= 400
+    assert episode_returns(bc, env, n_episodes=3, seed=100).mean() >= 400
 
     ppo = PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=1, seed=1, device="cpu")
     assert ppo.policy.state_dict().keys() == bc.policy.state_dict().keys()
@@ -205,7 +205,7 @@ def test_bc_mlp_policy_warm_starts_ppo(oracle_demos):
     bc_actions, _ = bc.predict(held_out.observations, deterministic=True)
     ppo_actions, _ = ppo.predict(held_out.observations, deterministic=True)
     np.testing.assert_array_equal(ppo_actions, bc_actions)
-    assert evaluate_policy(ppo, env, n_episodes=3, seed=100).mean() >= 400
+    assert episode_returns(ppo, env, n_episodes=3, seed=100).mean() >= 400
     # PPO keeps training from the warm start.
     ppo.learn(256)
     assert ppo.num_timesteps == 256

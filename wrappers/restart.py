@@ -6,6 +6,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from envs.core import RestartableEnv
+
 
 class RestartForwarding(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Adds ``get_state()`` / ``reset_to(state)`` to a wrapped lfi-gym env.
@@ -19,7 +21,7 @@ class RestartForwarding(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        if not hasattr(env.unwrapped, "get_state"):
+        if not isinstance(env.unwrapped, RestartableEnv):
             raise TypeError(
                 "RestartForwarding needs an lfi-gym env underneath; got "
                 f"{type(env.unwrapped).__name__}"

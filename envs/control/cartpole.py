@@ -34,6 +34,7 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
 
     default_id = "Control-CartPole-v0"
     state_type = CartPoleState
+    state_version = 2  # 2: the horizon became part of the state
 
     def __init__(self, horizon: int = 500, render_mode: str | None = None) -> None:
         # Named horizon, not max_episode_steps: gym.make intercepts that name for TimeLimit.
@@ -76,7 +77,9 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
             raise StateError(f"steps_beyond_terminated must be None or an int >= 0, got {beyond!r}")
         if not (_is_int(state.step) and 0 <= state.step):
             raise StateError(f"step must be an int >= 0, got {state.step!r}")
-        if state.horizon != self.horizon or not _is_int(state.horizon):
+        if not (_is_int(state.horizon) and state.step <= state.horizon):
+            raise StateError(f"step {state.step!r} lies beyond the horizon {state.horizon!r}")
+        if state.horizon != self.horizon:
             raise StateError(
                 f"state was taken with horizon {state.horizon!r}, this env has horizon "
                 f"{self.horizon}; make the env with gym.make(id, horizon={state.horizon!r})"
