@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from agents.base import BaseAgent, check_positive_int, torch_bytes, torch_load
 from agents.bc import BC

@@ -13,10 +13,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-def _check_positive(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from agents.base import check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +37,9 @@ class SuiteEntry:
     agent_kwargs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_positive(self.label_budget, "label_budget")
-        _check_positive(self.eval_episodes, "eval_episodes")
-        _check_positive(self.n_epochs, "n_epochs")
+        check_positive_int(self.label_budget, "label_budget")
+        check_positive_int(self.eval_episodes, "eval_episodes")
+        check_positive_int(self.n_epochs, "n_epochs")
         if not self.agents:
             raise ValueError(f"{self.env_id}: a suite entry needs at least one agent")
         points = self.curve_points
@@ -51,7 +48,7 @@ class SuiteEntry:
             points = sorted({max(1, round(self.label_budget * k / 4)) for k in range(1, 5)})
         points = tuple(int(p) for p in points)
         for p in points:
-            _check_positive(p, "curve point")
+            check_positive_int(p, "curve point")
         if any(b <= a for a, b in itertools.pairwise(points)):
             raise ValueError(f"curve points must be strictly increasing, got {list(points)}")
         if points[-1] != self.label_budget:
