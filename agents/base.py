@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -141,7 +140,6 @@ class BaseAgent(ABC):
             self.num_timesteps = 0
         callback = _convert_callback(callback)
         callback.init_callback(self)
-        self._start_time = time.time()
         target = self.num_timesteps + int(total_timesteps)
         bar = tqdm(total=int(total_timesteps), desc=type(self).__name__, disable=not progress_bar)
         callback.on_training_start(locals(), globals())

@@ -254,14 +254,7 @@ class DAgger(BaseAgent):
         if returns:
             self.logger.record("rollout/ep_rew_mean", float(np.mean(returns)))
         # The next round resumes the running episode: late-episode states get labelled too.
-        data = buffer.build(
-            observation_space=env.observation_space,
-            action_space=env.action_space,
-            env_id=env.unwrapped.spec.id if env.unwrapped.spec else None,
-            record_states=False,
-            record_infos=False,
-        )
-        return data, keep_going
+        return buffer.build(env), keep_going
 
     def _reset_learner(self) -> None:
         policy, policy_kwargs = self._policy_spec

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from agents.base import check_positive_int
 from agents.files import atomic_write
 from agents.policies import Policy, as_policy, check_spaces, same_space
 
@@ -250,8 +251,8 @@ class Demonstrations:
         if n_episodes is None and n_steps is None:
             raise ValueError("collect needs n_episodes or n_steps (or both)")
         for name, value in (("n_episodes", n_episodes), ("n_steps", n_steps)):
-            if value is not None and (not isinstance(value, (int, np.integer)) or value <= 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if value is not None:
+                check_positive_int(value, name)
         policy = as_policy(policy)
         check_spaces(policy, env, role="policy")
         if record_states and not hasattr(env.unwrapped, "get_state"):
@@ -296,14 +297,7 @@ class Demonstrations:
             obs = env.reset()[0] if episode_start else next_obs
         bar.close()
         buffer.truncated[-1] = buffer.truncated[-1] or not (buffer.terminated[-1])
-        spec = env.unwrapped.spec
-        return buffer.build(
-            observation_space=env.observation_space,
-            action_space=env.action_space,
-            env_id=spec.id if spec is not None else None,
-            record_states=record_states,
-            record_infos=record_infos,
-        )
+        return buffer.build(env, record_states=record_states, record_infos=record_infos)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -486,7 +480,10 @@ class TransitionBuffer:
         self.states.append(state)
         self.infos.append(info)
 
-    def build(self, *, observation_space, action_space, env_id, record_states, record_infos):
+    def build(
+        self, env: gym.Env, *, record_states: bool = False, record_infos: bool = False
+    ) -> Demonstrations:
+        """The recorded transitions as Demonstrations of ``env`` (its spaces and id)."""
         if isinstance(self.observations[0], dict):
             observations: Observations = {
                 k: np.stack([o[k] for o in self.observations]) for k in self.observations[0]
@@ -504,9 +501,9 @@ class TransitionBuffer:
             truncated=np.array(self.truncated),
             states=self.states if record_states else None,
             infos=self.infos if record_infos else None,
-            observation_space=observation_space,
-            action_space=action_space,
-            env_id=env_id,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            env_id=env.unwrapped.spec.id if env.unwrapped.spec is not None else None,
         )
 
 
