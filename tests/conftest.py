@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
+
+import envs  # noqa: F401  (registers the env ids)
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +17,9 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def env() -> gym.Env:
+    """A fresh Control-CartPole-v0, the env most tests train and check on."""
+    return gym.make("Control-CartPole-v0")

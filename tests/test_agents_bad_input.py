@@ -44,11 +44,6 @@ class ThreeActionExpert:
         return np.int64(2), state
 
 
-@pytest.fixture
-def env():
-    return gym.make(ENV_ID)
-
-
 @pytest.fixture(scope="module")
 def demos():
     env = gym.make(ENV_ID)

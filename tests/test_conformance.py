@@ -23,6 +23,16 @@ ENV_IDS = envs.registered_ids()
 MAX_EXAMPLES = 60
 
 
+def _property_settings(max_examples: int) -> settings:
+    # env_id is a parametrised fixture, the same for every example: the health check's
+    # worry about function-scoped fixtures does not apply.
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+
+
 def test_every_family_registers_ids() -> None:
     assert "Control-CartPole-v0" in ENV_IDS
 
@@ -87,11 +97,7 @@ def test_state_is_immutable_picklable_and_compares_by_value(env_id: str) -> None
     assert env.get_state() != state
 
 
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@_property_settings(MAX_EXAMPLES)
 @given(
     seed=st.integers(0, 2**31 - 1),
     action_seed=st.integers(0, 2**31 - 1),
@@ -269,11 +275,7 @@ def test_make_vec_exposes_the_contract(env_id: str) -> None:
     assert len(state.states) == 2 and all(s.env_id == env_id for s in state.states)
 
 
-@settings(
-    max_examples=MAX_EXAMPLES // 3,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@_property_settings(MAX_EXAMPLES // 3)
 @given(
     seed=st.integers(0, 2**31 - 1),
     action_seed=st.integers(0, 2**31 - 1),

@@ -64,11 +64,6 @@ class RandomPolicy(ConstantPolicy):
         return self.rng.integers(2, size=len(obs)).astype(np.int64), state
 
 
-@pytest.fixture
-def env():
-    return gym.make(ENV_ID)
-
-
 @pytest.fixture(scope="module")
 def oracle_demos():
     env = gym.make(ENV_ID)
