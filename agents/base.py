@@ -49,10 +49,10 @@ class BaseAgent(ABC):
         tensorboard_log: str | None = None,
         verbose: int = 0,
     ) -> None:
-        if env is not None and not isinstance(env, gym.Env):
+        if env is not None and not isinstance(env, (gym.Env, gym.vector.VectorEnv)):
             raise TypeError(
-                f"env must be a gymnasium.Env (e.g. gym.make('Control-CartPole-v0')), got "
-                f"{type(env).__name__}"
+                f"env must be a gymnasium.Env (e.g. gym.make('Control-CartPole-v0')) or a "
+                f"vector env, got {type(env).__name__}"
             )
         if seed is not None and not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
@@ -87,8 +87,8 @@ class BaseAgent(ABC):
 
     def get_env(self):
         """The training env as an SB3 VecEnv (what SB3 callbacks expect), or None."""
-        if self.env is None:
-            return None
+        if self.env is None or isinstance(self.env, gym.vector.VectorEnv):
+            return self.env
         if self._vec_env is None:
             from stable_baselines3.common.vec_env import DummyVecEnv
 

@@ -8,9 +8,13 @@ left, the generated tokens padded right) and carries its KV cache in the ``state
     actions, cache = policy.predict(obs)                       # prefill
     actions, cache = policy.predict(obs, cache, episode_start)  # one decode step
 
-The cache is checked against each new observation: when every row only appended one
-token it is reused, otherwise (a reset row, a restart from a prefix, another batch) all
-rows are recomputed in one prefill, so restarting from any prefix costs one forward pass.
+The cache is checked against each new observation: when every row appended one token or
+kept its observation unchanged it is reused, otherwise (a reset row, a restart from a
+prefix, another batch) all rows are recomputed in one prefill, so restarting from any
+prefix costs one forward pass. A row whose observation is unchanged is *frozen*: it gets
+the distribution it had at its last call again, and its cache grows by a masked slot. The
+guided algorithms pass finished rows this way, so the batch keeps decoding one token per
+step while other rows are still generating.
 
 Sampling rule (shared by every algorithm): the action distribution is
 ``softmax(logits / temperature)`` over the env's action space, with EOS masked while
@@ -50,6 +54,7 @@ class LMCache:
         self.obs_mask = obs_mask
         self.encoder: Any = None  # seq2seq: encoder outputs and mask
         self.encoder_mask: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None  # last next-token logits (for frozen rows)
 
     def __reduce__(self):
         # A cache is a derived quantity: pickled (e.g. in a checkpoint) it becomes empty,
@@ -270,8 +275,11 @@ class LMPolicy(torch.nn.Module):
         new_positions = _appended_positions(state, ids, mask, episode_start)
         if new_positions is None:
             logits, state = self._prefill(ids, mask)
+        elif np.all(new_positions < 0):
+            logits = state.logits  # no row changed: the same distributions again
         else:
             logits, state = self._decode(state, ids, mask, new_positions)
+        state.logits = logits
         logits = self._action_logits(logits, mask)
         actions = self._sample(logits, deterministic).cpu().numpy()
         return (actions[0] if single else actions), state
@@ -328,8 +336,10 @@ class LMPolicy(torch.nn.Module):
     ) -> tuple[torch.Tensor, LMCache]:
         device = self.device
         rows = np.arange(len(ids))
-        token = torch.from_numpy(ids[rows, new_positions]).to(device)[:, None]
-        step_mask = torch.cat([cache.mask, torch.ones_like(cache.mask[:, :1])], dim=1)
+        moved = new_positions >= 0  # False: a frozen row (masked slot, same logits)
+        token = torch.from_numpy(np.where(moved, ids[rows, new_positions], 0)).to(device)[:, None]
+        moved_t = torch.from_numpy(moved).to(device)
+        step_mask = torch.cat([cache.mask, moved_t[:, None].to(cache.mask.dtype)], dim=1)
         if self.seq2seq:
             out = self.model(
                 encoder_outputs=cache.encoder,
@@ -350,10 +360,13 @@ class LMPolicy(torch.nn.Module):
         cache.past, cache.mask, cache.positions = (
             out.past_key_values,
             step_mask,
-            cache.positions + 1,
+            cache.positions + moved_t.to(cache.positions.dtype),
         )
         cache.ids, cache.obs_mask = ids, mask
-        return out.logits[:, -1], cache
+        logits = out.logits[:, -1]
+        if not moved.all():
+            logits = torch.where(moved_t[:, None], logits, cache.logits.to(logits.dtype))
+        return logits, cache
 
     def _decoder_block(self, gen_ids: torch.Tensor, gen_mask: torch.Tensor):
         """Decoder inputs ``[start, g0, ..., g_{t-1}]`` per row, right-aligned."""
@@ -417,6 +430,72 @@ class LMPolicy(torch.nn.Module):
         actions = actions.long().reshape(-1)
         return values, distribution.log_prob(actions), distribution.entropy()
 
+    def evaluate_generated(
+        self, observations: dict[str, torch.Tensor], *, values: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Score every generated token of each observation in one forward pass.
+
+        Returns ``(values, log_prob, entropy)``, each ``(batch, generated columns)``: entry
+        ``[i, t]`` is for generated token ``t`` of row ``i``, under the distribution the
+        policy had before it (the observation up to token ``t``). It equals
+        :meth:`evaluate_actions` on each step's observation, at the cost of one forward
+        pass per sequence instead of one per token (how the PPO family trains). Entries
+        past a row's last generated token are meaningless (mask them out).
+        """
+        if self.prompt_length is None:
+            raise ValueError(
+                "evaluate_generated needs prompt_length: build the policy with "
+                "LMPolicy.from_pretrained(..., env=env)"
+            )
+        ids = torch.as_tensor(observations["input_ids"], device=self.device).long()
+        mask = torch.as_tensor(observations["attention_mask"], device=self.device).long()
+        p = self.prompt_length
+        want_hidden = values and self.value_head is not None
+        if self.seq2seq:
+            start = torch.full_like(ids[:, :1], self.model.config.decoder_start_token_id)
+            decoder_ids = torch.cat([start, ids[:, p:-1]], dim=1)
+            decoder_mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, p:-1]], dim=1)
+            out = self.model(
+                input_ids=ids[:, :p],
+                attention_mask=mask[:, :p],
+                decoder_input_ids=decoder_ids,
+                decoder_attention_mask=decoder_mask,
+                output_hidden_states=want_hidden,
+            )
+            logits = out.logits
+            hidden = out.decoder_hidden_states[-1] if want_hidden else None
+        else:
+            generated = ids.shape[1] - p
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                output_hidden_states=want_hidden,
+                logits_to_keep=generated + 1,
+            )
+            logits = out.logits[:, :-1]
+            hidden = out.hidden_states[-1][:, p - 1 : -1] if want_hidden else None
+        logits = logits[..., : self.action_space.n].float() / self.temperature
+        if self.min_new_tokens and self.eos_token_id is not None:
+            logits = logits.clone()
+            logits[:, : self.min_new_tokens, self.eos_token_id] = float("-inf")
+        log_probs = torch.log_softmax(logits, dim=-1)
+        tokens = ids[:, p:]
+        chosen = log_probs.gather(2, tokens.unsqueeze(-1)).squeeze(-1)
+        probs = log_probs.exp()
+        entropy = -torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs)).sum(-1)
+        token_values = None
+        if hidden is not None:
+            token_values = self.value_head(hidden.float()).squeeze(-1)
+        return token_values, chosen, entropy
+
+    def forward(
+        self, observations: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """:meth:`evaluate_generated`: the training pass (what ``accelerate`` wraps for
+        multi-process training, whose gradient sync runs through ``forward``)."""
+        return self.evaluate_generated(observations)
+
     def predict_values(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.value_head is None:
             raise ValueError("this LMPolicy has no value head; build it with value_head=True")
@@ -468,18 +547,21 @@ def _right_aligned(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 def _appended_positions(
     cache: Any, ids: np.ndarray, mask: np.ndarray, episode_start: np.ndarray | None
 ) -> np.ndarray | None:
-    """The column of the one token each row appended since ``cache`` was computed, or
-    None when the cache cannot be reused (then all rows are recomputed)."""
+    """The column of the one token each row appended since ``cache`` was computed (-1 for
+    a row whose observation is unchanged), or None when the cache cannot be reused (then
+    all rows are recomputed)."""
     if not isinstance(cache, LMCache) or cache.ids.shape != ids.shape:
         return None
     if episode_start is not None and np.any(episode_start):
         return None
     added = mask - cache.obs_mask
-    if added.min() < 0 or not np.all(added.sum(1) == 1):
+    counts = added.sum(1)
+    if added.min() < 0 or not np.all((counts == 1) | (counts == 0)):
         return None
     if not np.array_equal(ids * cache.obs_mask, cache.ids * cache.obs_mask):
         return None
-    positions = np.argmax(added, axis=1)
-    if not np.array_equal(positions, _last_real(cache.obs_mask) + 1):
+    positions = np.where(counts == 1, np.argmax(added, axis=1), -1)
+    moved = counts == 1
+    if not np.array_equal(positions[moved], _last_real(cache.obs_mask)[moved] + 1):
         return None
     return positions
