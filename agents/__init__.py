@@ -11,16 +11,31 @@ from agents.bc import BC
 from agents.dagger import DAgger
 from agents.data import Demonstrations, DemonstrationsFileError
 from agents.evaluation import episode_returns
+from agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
 from agents.lm_policy import LMPolicy
 from agents.policies import MixturePolicy, OraclePolicy, Policy, as_policy
+from agents.ppo import PPO
 from agents.ranking import PGRank, PlackettLucePolicy
 
 #: Agents by the short name used on the command line (``lfi-gym compare --agents``).
-AGENTS: dict[str, type[BaseAgent]] = {"bc": BC, "dagger": DAgger, "pgrank": PGRank}
+AGENTS: dict[str, type[BaseAgent]] = {
+    "bc": BC,
+    "dagger": DAgger,
+    "pgrank": PGRank,
+    "ppo": PPO,
+    "ppo++": PPOPlusPlus,
+    "aggrevated": AggreVaTeD,
+    "lols": LOLS,
+    "d2lols": D2LOLS,
+}
 
 __all__ = [
     "AGENTS",
     "BC",
+    "D2LOLS",
+    "LOLS",
+    "PPO",
+    "AggreVaTeD",
     "BaseAgent",
     "DAgger",
     "Demonstrations",
@@ -29,6 +44,7 @@ __all__ = [
     "MixturePolicy",
     "OraclePolicy",
     "PGRank",
+    "PPOPlusPlus",
     "PlackettLucePolicy",
     "Policy",
     "agent_class",

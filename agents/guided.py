@@ -96,14 +96,14 @@ class _Guided(PPO):
         plans = []
         horizon = self.horizon()
         for _ in range(n_rows):
-            guided = self._rng.random() < beta
+            guided = self._plan_rng.random() < beta
             if not guided:
                 plans.append(EpisodePlan(LEARNER, LEARNER, 0 if guide_first else NEVER))
             elif guide_first:  # PPO++: the guide rolls in for h in [0, H)
-                plans.append(EpisodePlan(GUIDE, LEARNER, int(self._rng.integers(horizon))))
+                plans.append(EpisodePlan(GUIDE, LEARNER, int(self._plan_rng.integers(horizon))))
             else:  # AggreVaTeD: the learner rolls in at least one step
                 plans.append(
-                    EpisodePlan(LEARNER, GUIDE, int(self._rng.integers(1, max(horizon, 2))))
+                    EpisodePlan(LEARNER, GUIDE, int(self._plan_rng.integers(1, max(horizon, 2))))
                 )
         return plans
 
@@ -162,7 +162,7 @@ class LOLS(_Guided):
         """This iteration's choice, drawn once per iteration from the agent's seeded RNG."""
         if self._mode_iteration != self.iteration:
             self._mode_iteration = self.iteration
-            self.mode = "ppo++" if self._rng.random() < self.tau else "aggrevated"
+            self.mode = "ppo++" if self._plan_rng.random() < self.tau else "aggrevated"
         return self.mode
 
     def _plans(self, n_rows: int) -> list[EpisodePlan]:

@@ -55,7 +55,7 @@ from agents.base import (
 from agents.bc import make_learner
 from agents.data import Demonstrations
 from agents.policies import action_log_prob, same_space
-from agents.rollouts import LEARNER, EpisodePlan, Segment, Wave, run_wave
+from agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
 
 #: The RLGF authors' later code (REFERENCE.md): 112 trajectories x 50 iterations
 #: (n_steps = 112 x 48 tokens on IMDB), minibatch 28 trajectories, lr 1e-5, KL 0.001, SFT
@@ -206,7 +206,11 @@ class PPO(BaseAgent):
         self.optimizer = torch.optim.Adam(self._policy.parameters(), lr=self.learning_rate)
         self._train_model, self.optimizer = self.accelerator.prepare(self._policy, self.optimizer)
         rank = self.accelerator.process_index
-        self._rng = np.random.default_rng(None if seed is None else [int(seed), rank])
+        # Two streams: episode seeds and minibatch order, and the guided algorithms' plans
+        # (guided or not, restart points, LOLS's choice), so that PPO++ with beta = 0 sees
+        # exactly PPO's episodes.
+        root = np.random.SeedSequence(None if seed is None else [int(seed), rank])
+        self._rng, self._plan_rng = (np.random.default_rng(s) for s in root.spawn(2))
         self._vector: gym.vector.VectorEnv | None = None
         self.iteration = 0
         self._n_updates = 0
@@ -258,7 +262,7 @@ class PPO(BaseAgent):
     def _collect(self, callback: BaseCallback, bar: tqdm) -> tuple[list[Wave], bool]:
         """Waves of episodes until ``n_steps`` env steps; True if a callback stopped."""
         vec = self.vector_env
-        policies = {LEARNER: self._policy, "guide": self.guide}
+        policies = {LEARNER: self._policy, GUIDE: per_row(self.guide, vec)}
         waves: list[Wave] = []
         steps = 0
         while steps < self.n_steps:
@@ -455,6 +459,7 @@ class PPO(BaseAgent):
     def _extra_members(self) -> dict[str, bytes]:
         trainer = {
             "rng": self._rng.bit_generator.state,
+            "plan_rng": self._plan_rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "iteration": self.iteration,
             "n_updates": self._n_updates,
@@ -477,6 +482,7 @@ class PPO(BaseAgent):
         agent.optimizer.load_state_dict(torch_load(members["optimizer.pt"], agent.device))
         trainer = torch_load(members["trainer.pt"], agent.device)
         agent._rng.bit_generator.state = trainer["rng"]
+        agent._plan_rng.bit_generator.state = trainer["plan_rng"]
         # Sampling draws from torch's global generator: restoring it makes a resumed run
         # repeat the uninterrupted one exactly.
         torch.set_rng_state(trainer["torch_rng"])

@@ -98,8 +98,9 @@ def run_wave(
 ) -> Wave:
     """Run one planned episode per row of ``env`` and return the learner's segments.
 
-    ``policies`` maps ``"learner"`` / ``"guide"`` to Policies; ``seeds[i]`` seeds row ``i``'s
-    episode. ``check_reward(reward, row)`` may raise to stop on a bad reward.
+    ``policies`` maps ``"learner"`` / ``"guide"`` to Policies (or to one Policy per row, see
+    :func:`per_row`); ``seeds[i]`` seeds row ``i``'s episode. ``check_reward(reward, row)``
+    may raise to stop on a bad reward.
     """
     n = env.num_envs
     if len(plans) != n or len(seeds) != n:
@@ -164,6 +165,7 @@ def _drive(
     caches: dict[str, Any] = {}
     view = obs  # what the policies are shown: frozen rows keep their last observation
     step = 0
+    masked = _has_action_masks(env)
     while True:
         if before_step is not None:
             before_step(step)
@@ -172,12 +174,26 @@ def _drive(
             return
         actions = None
         for owner in sorted({owner_of(r) for r in live}):
-            chosen, caches[owner] = policies[owner].predict(view, caches.get(owner))
-            chosen = np.asarray(chosen)
+            mine = [r for r in live if owner_of(r) == owner]
+            policy = policies[owner]
+            if isinstance(policy, list):  # privileged oracles: each labels its own row
+                chosen = np.zeros(n, dtype=np.int64)
+                for r in mine:
+                    chosen[r] = np.asarray(policy[r].predict(_row(obs, r))[0])
+            else:
+                chosen, caches[owner] = policy.predict(view, caches.get(owner))
+                chosen = np.asarray(chosen)
             if actions is None:
                 actions = chosen.copy()
-            mine = [r for r in live if owner_of(r) == owner]
             actions[mine] = chosen[mine]
+        idle = [r for r in range(n) if r not in set(live)]
+        if idle and masked:
+            # Idle rows still step; an env with action masks (ranking) refuses invalid
+            # picks, so they take any valid action (ignored, and their rows are restored
+            # or reset before they count again).
+            masks = env.call("action_masks")
+            for r in idle:
+                actions[r] = int(np.argmax(masks[r]))
         for r in live:
             trace = traces[r]
             trace.owners.append(owner_of(r))
@@ -221,6 +237,27 @@ def _segment(trace: _RowTrace, row: int) -> Segment | None:
         tail_rewards=trace.rewards[last:],
         row=row,
     )
+
+
+def per_row(policy: Any, env: gym.vector.VectorEnv) -> Any:
+    """``policy``, or one oracle per row when it is a privileged oracle (it reads its bound
+    env's hidden state, so it can only label that env's current situation)."""
+    if not getattr(policy, "privileged", False):
+        return policy
+    rows = getattr(env, "envs", None)
+    if rows is None:
+        raise ValueError(
+            f"{type(policy).__name__} reads its env's hidden state and cannot label the rows "
+            "of this vector env; use gym.make_vec(id, num_envs=n), whose rows are envs"
+        )
+    import envs as lfi_envs
+
+    return [lfi_envs.make_expert(row) for row in rows]
+
+
+def _has_action_masks(env: gym.vector.VectorEnv) -> bool:
+    rows = getattr(env, "envs", None)
+    return bool(rows) and hasattr(rows[0].unwrapped, "action_masks")
 
 
 def _row(obs: Any, r: int) -> Any:

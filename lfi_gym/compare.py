@@ -194,14 +194,20 @@ def _bc_curve(
     """A fresh BC per curve point: budget b -> b expert labels of demonstrations (the
     first b steps the expert takes from ``reset(seed=seed)``), ``n_epochs`` passes."""
     for budget in entry.curve_points:
-        env = gym.make(env_id, **entry.env_kwargs)
-        demo_env = gym.make(env_id, **{**entry.env_kwargs, **entry.demo_env_kwargs})
-        demos = agents.Demonstrations.collect(
-            demo_env, envs.make_expert(demo_env), n_steps=budget, seed=seed
-        )
-        bc = agents.BC(env, demos, seed=seed, device=device, **kwargs)
-        bc.learn(entry.n_epochs * len(demos))
+        bc = _train_bc(env_id, seed, entry, budget, kwargs, device)
         yield bc.expert_labels, bc
+
+
+def _train_bc(
+    env_id: str, seed: int, entry: SuiteEntry, budget: int, kwargs: dict[str, Any], device: str
+) -> agents.BC:
+    env = gym.make(env_id, **entry.env_kwargs)
+    demo_env = gym.make(env_id, **{**entry.env_kwargs, **entry.demo_env_kwargs})
+    demos = agents.Demonstrations.collect(
+        demo_env, envs.make_expert(demo_env), n_steps=budget, seed=seed
+    )
+    bc = agents.BC(env, demos, seed=seed, device=device, **kwargs)
+    return bc.learn(entry.n_epochs * len(demos))
 
 
 def _dagger_curve(
@@ -237,11 +243,42 @@ def _zero_shot(
     yield 0, policy
 
 
+def _rl_trainer(name: str) -> Trainer:
+    """PPO and the guided agents: ``total_timesteps`` env steps of RL from the entry's
+    learner. A guided agent's guide is BC trained on the entry's whole label budget (as in
+    RLGF, where the guide is the supervised model), so its one curve point sits there; PPO
+    uses no label. ``env_kwargs`` in the agent's kwargs override the entry's for training
+    (e.g. train-split prompts while evaluation uses validation)."""
+
+    def train(
+        env_id: str, seed: int, entry: SuiteEntry, kwargs: dict[str, Any], device: str
+    ) -> Iterator[tuple[int, Any]]:
+        kwargs = dict(kwargs)
+        total = kwargs.pop("total_timesteps")
+        env = gym.make(env_id, **{**entry.env_kwargs, **kwargs.pop("env_kwargs", {})})
+        labels = 0
+        if name in GUIDED:
+            bc_kwargs = dict(entry.agent_kwargs.get("bc", {}))
+            guide = _train_bc(env_id, seed, entry, entry.label_budget, bc_kwargs, device)
+            kwargs["guide"], labels = guide.policy, guide.expert_labels
+        agent = agents.agent_class(name)(env, seed=seed, device=device, **kwargs)
+        yield labels, agent.learn(total)
+
+    return train
+
+
 #: How ``compare`` trains each agent (keyed by the short names of ``agents.AGENTS``, plus
 #: "zero-shot": the untrained learner).
-TRAINERS: dict[str, Trainer] = {"bc": _bc_curve, "dagger": _dagger_curve, "zero-shot": _zero_shot}
+TRAINERS: dict[str, Trainer] = {
+    "bc": _bc_curve,
+    "dagger": _dagger_curve,
+    "zero-shot": _zero_shot,
+    **{name: _rl_trainer(name) for name in ("ppo", "ppo++", "aggrevated", "lols", "d2lols")},
+}
 #: Agents that use no expert label: one curve point, at 0 labels.
-LABEL_FREE = frozenset({"zero-shot"})
+LABEL_FREE = frozenset({"zero-shot", "ppo"})
+#: Agents whose labels are their guide's: one curve point, at the label budget.
+GUIDED = frozenset({"ppo++", "aggrevated", "lols", "d2lols"})
 
 
 def check_agent(name: str) -> str:
@@ -328,7 +365,12 @@ def _run_one(entry: SuiteEntry, name: str, seed: int, device: str, report: Progr
     curve: list[CurvePoint] = []
     start = time.perf_counter()
     trainer = TRAINERS[name](entry.env_id, seed, entry, kwargs, device)
-    for budget in (0,) if name in LABEL_FREE else entry.curve_points:
+    budgets = entry.curve_points
+    if name in LABEL_FREE:
+        budgets = (0,)
+    elif name in GUIDED:
+        budgets = (entry.label_budget,)
+    for budget in budgets:
         description = f"{entry.env_id}: {name} seed {seed}, {budget} labels"
         report(description, 0)
         train_start = time.perf_counter()
