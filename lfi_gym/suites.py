@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agents.base import check_positive_int
+from agents.ppo import TINYREVIEWS as PPO_TINYREVIEWS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +133,7 @@ CARTPOLE = SuiteEntry(
 # Evaluated on validation prompts, sampled (top-k 50) as language models are used.
 TINYREVIEWS = SuiteEntry(
     env_id="TextGen-TinyReviews-v0",
-    agents=("zero-shot", "bc"),
+    agents=("zero-shot", "bc", "ppo", "ppo++", "aggrevated"),
     label_budget=960,
     curve_points=(240, 480, 960),
     eval_episodes=50,
@@ -140,6 +141,17 @@ TINYREVIEWS = SuiteEntry(
     agent_kwargs={
         "zero-shot": {"policy": "LMPolicy"},
         "bc": {"policy": "LMPolicy", "batch_size": 32},
+        # RL from the shipped LM on train prompts, 10k tokens each (the CPU preset of
+        # agents.ppo.TINYREVIEWS); PPO++ and AggreVaTeD are guided by the BC model.
+        **{
+            name: {
+                "policy": "LMPolicy",
+                "total_timesteps": 10_000,
+                "env_kwargs": {"split": "train"},
+                **PPO_TINYREVIEWS,
+            }
+            for name in ("ppo", "ppo++", "aggrevated")
+        },
     },
     env_kwargs={"split": "validation"},
     demo_env_kwargs={"split": "train", "labels": [1]},
@@ -147,10 +159,11 @@ TINYREVIEWS = SuiteEntry(
 )
 
 # Ranking: the Plackett-Luce policy learns from the ideal-ranking oracle; return = DCG of
-# the top 10. PPO++ joins once the guided agents exist.
+# the top 10. PPO++ is guided by the BC model of the whole label budget and trains on
+# 20,000 env steps (picks) of its own.
 RANK_SYNTHETIC = SuiteEntry(
     env_id="Rank-Synthetic-v0",
-    agents=("bc", "dagger"),
+    agents=("bc", "dagger", "ppo++"),
     label_budget=1000,
     curve_points=(250, 500, 750, 1000),
     eval_episodes=10,
@@ -158,6 +171,17 @@ RANK_SYNTHETIC = SuiteEntry(
     agent_kwargs={
         "bc": {"policy": "PlackettLucePolicy"},
         "dagger": {"policy": "PlackettLucePolicy", "steps_per_round": 250},
+        "ppo++": {
+            "policy": "PlackettLucePolicy",
+            "total_timesteps": 20_000,
+            "beta": 0.5,
+            "kl_coef": 0.0,
+            "learning_rate": 3e-3,
+            "n_envs": 8,
+            "n_steps": 500,
+            "batch_size": 100,
+            "n_epochs": 4,
+        },
     },
 )
 

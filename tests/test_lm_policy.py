@@ -59,6 +59,58 @@ def test_cached_decoding_equals_full_recomputation(env_id, text_assets) -> None:
     assert np.array_equal(predicted, uncached)
 
 
+@pytest.mark.parametrize("env_id", [IMDB, COMMONGEN])
+def test_scoring_whole_sequences_equals_scoring_each_step(env_id, text_assets) -> None:
+    """evaluate_generated (one pass per sequence, how PPO trains) gives each token the
+    log-probability, entropy and value evaluate_actions gives it on its own step."""
+    vec = gym.make_vec(env_id, num_envs=3, **text_assets.env_kwargs(env_id))
+    path = text_assets.gpt2 if env_id == IMDB else text_assets.t5
+    torch.manual_seed(0)
+    policy = LMPolicy.from_pretrained(path, env=vec, value_head=True, device="cpu")
+    torch.nn.init.normal_(policy.value_head.weight)
+    obs, _ = vec.reset(seed=3)
+    steps, actions, state = [], [], None
+    for _ in range(vec.task.max_new_tokens - 2):
+        action, state = policy.predict(obs, state)
+        steps.append({k: torch.as_tensor(v) for k, v in obs.items()})
+        actions.append(torch.as_tensor(action))
+        obs, *_ = vec.step(action)
+    with torch.no_grad():
+        values, log_prob, entropy = policy.evaluate_generated(obs)
+        for t, (step, action) in enumerate(zip(steps, actions, strict=True)):
+            step_values, step_log_prob, step_entropy = policy.evaluate_actions(step, action)
+            torch.testing.assert_close(log_prob[:, t], step_log_prob, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(entropy[:, t], step_entropy, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(values[:, t], step_values[:, 0], atol=1e-4, rtol=1e-4)
+
+
+def test_a_row_shown_the_same_observation_is_frozen_in_the_cache(text_assets) -> None:
+    vec = gym.make_vec(IMDB, num_envs=3, **text_assets.env_kwargs(IMDB))
+    policy = LMPolicy.from_pretrained(text_assets.gpt2, env=vec, device="cpu")
+    recorder = ForwardRecorder(policy.model)
+    obs, _ = vec.reset(seed=0)
+    actions, state = policy.predict(obs)
+    first_logits = state.logits[1].clone()
+    frozen = obs["input_ids"][1].copy(), obs["attention_mask"][1].copy()
+    for _ in range(4):
+        obs, *_ = vec.step(actions)
+        view = {k: v.copy() for k, v in obs.items()}
+        view["input_ids"][1], view["attention_mask"][1] = frozen
+        actions, state = policy.predict(view, state)
+        # row 1 keeps the distribution of its (unchanged) observation
+        assert torch.equal(state.logits[1], first_logits)
+    assert recorder.lengths[1:] == [1, 1, 1, 1]  # one decode step per call, no recompute
+    # the moving rows match a full recomputation of their observations
+    with torch.no_grad():
+        logits, _ = policy.forward_last({k: torch.as_tensor(v) for k, v in view.items()})
+    torch.testing.assert_close(
+        policy._action_logits(state.logits, view["attention_mask"])[[0, 2]],
+        logits[[0, 2]],
+        atol=1e-4,
+        rtol=1e-4,
+    )
+
+
 def test_greedy_rollout_matches_generate(text_assets) -> None:
     kwargs = text_assets.env_kwargs(IMDB)
     vec = gym.make_vec(IMDB, num_envs=5, **kwargs)

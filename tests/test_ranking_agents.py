@@ -103,6 +103,32 @@ def test_pgrank_learns(train_env, test_env) -> None:
     assert trained > random_ndcg + 0.15, (random_ndcg, trained)
 
 
+@pytest.mark.parametrize("algorithm", ["ppo++", "aggrevated"])
+def test_guided_agents_train_the_ranking_policy_with_the_oracle_as_guide(
+    algorithm, train_env, test_env
+) -> None:
+    """PPO++ (the ideal ranking rolls in) and AggreVaTeD (it completes the list) train the
+    Plackett-Luce policy through the same classes as the language models."""
+    random_ndcg = _random_ndcg(test_env)
+    guide = envs.make_expert(train_env)
+    agent = agents.agent_class(algorithm)(
+        train_env,
+        _policy(train_env),
+        guide=guide,
+        beta=0.5,
+        kl_coef=0.0,
+        learning_rate=3e-3,
+        n_envs=8,
+        n_steps=400,
+        batch_size=100,
+        n_epochs=4,
+        seed=0,
+    )
+    agent.learn(6000)
+    trained = evaluate_ranker(agent.policy, test_env)
+    assert trained > random_ndcg + 0.15, (random_ndcg, trained)
+
+
 def test_pgrank_save_load_resumes_exactly(train_env, tmp_path: Path) -> None:
     straight = PGRank(train_env, _policy(train_env), seed=3, queries_per_update=2, n_samples=3)
     straight.learn(300)
