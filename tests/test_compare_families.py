@@ -20,6 +20,7 @@ def test_text_entry_runs_zero_shot_and_fine_tuning(monkeypatch) -> None:
         eval_episodes=3,
         n_epochs=1,
         env_kwargs={"max_new_tokens": 8},
+        agents=("zero-shot", "bc"),
     )
     recorded = []
     collect = agents.Demonstrations.collect
@@ -43,6 +44,48 @@ def test_text_entry_runs_zero_shot_and_fine_tuning(monkeypatch) -> None:
         assert ((0.0 <= returns) & (returns <= 1.0)).all()
     assert "zero-shot" in results.summary()["TextGen-TinyReviews-v0"]["agents"]
     assert "zero-shot" in compare.LABEL_FREE
+
+
+def test_text_entry_runs_ppo_and_the_guided_agents_at_their_budgets(monkeypatch) -> None:
+    base = entry_for("TextGen-TinyReviews-v0")
+    tiny = {"total_timesteps": 64, "n_steps": 32, "n_envs": 4, "batch_size": 32, "n_epochs": 1}
+    entry = dataclasses.replace(
+        base,
+        label_budget=24,
+        curve_points=(24,),
+        eval_episodes=2,
+        n_epochs=1,
+        env_kwargs={"max_new_tokens": 8, "split": "validation"},
+        agents=("ppo", "ppo++", "aggrevated"),
+        agent_kwargs={
+            **base.agent_kwargs,
+            **{
+                name: {**base.agent_kwargs[name], **tiny} for name in ("ppo", "ppo++", "aggrevated")
+            },
+        },
+    )
+    trained = []
+    learn = agents.PPO.learn
+
+    def spy(self, total_timesteps, **kwargs):
+        trained.append((type(self).__name__, self.env.unwrapped.task.split, self.guide))
+        return learn(self, total_timesteps, **kwargs)
+
+    monkeypatch.setattr(agents.PPO, "learn", spy)
+    results = run_compare([entry], seeds=1)
+    # RL trains on train prompts (the entry evaluates on validation); guided agents get
+    # the BC model as guide and are recorded at its labels, PPO at none.
+    assert [(name, split) for name, split, _ in trained] == [
+        ("PPO", "train"),
+        ("PPOPlusPlus", "train"),
+        ("AggreVaTeD", "train"),
+    ]
+    assert trained[0][2] is None and all(isinstance(g, agents.LMPolicy) for *_, g in trained[1:])
+    labels = {
+        name: results.runs_for(entry.env_id, name)[0].curve[0].expert_labels
+        for name in ("ppo", "ppo++", "aggrevated")
+    }
+    assert labels == {"ppo": 0, "ppo++": 24, "aggrevated": 24}
 
 
 def test_ranking_entry_trains_the_plackett_luce_policy() -> None:
