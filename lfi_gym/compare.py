@@ -198,7 +198,21 @@ def _bc_curve(
         yield bc.expert_labels, bc
 
 
+#: BC models of the running comparison by (entry, seed, budget, kwargs, device): the BC
+#: curve's last model is the guided agents' guide, trained once. Cleared by run_compare.
+_BC_MODELS: dict[str, agents.BC] = {}
+
+
 def _train_bc(
+    env_id: str, seed: int, entry: SuiteEntry, budget: int, kwargs: dict[str, Any], device: str
+) -> agents.BC:
+    key = json.dumps([entry.to_dict(), seed, budget, kwargs, device], sort_keys=True, default=str)
+    if key not in _BC_MODELS:
+        _BC_MODELS[key] = _fit_bc(env_id, seed, entry, budget, kwargs, device)
+    return _BC_MODELS[key]
+
+
+def _fit_bc(
     env_id: str, seed: int, entry: SuiteEntry, budget: int, kwargs: dict[str, Any], device: str
 ) -> agents.BC:
     env = gym.make(env_id, **entry.env_kwargs)
@@ -334,6 +348,7 @@ def run_compare(
     started = time.time()
     expert_returns: dict[str, list[float]] = {}
     runs: list[RunRecord] = []
+    _BC_MODELS.clear()
     for entry in entries:
         report(f"{entry.env_id}: expert", 0)
         env = gym.make(entry.env_id, **entry.env_kwargs)
@@ -344,6 +359,7 @@ def run_compare(
         for seed in seed_list:
             for name in entry.agents:
                 runs.append(_run_one(entry, name, seed, device, report))
+            _BC_MODELS.clear()  # a seed's guides are not needed by the next seed
     config = {
         "entries": [entry.to_dict() for entry in entries],
         "seeds": seed_list,
