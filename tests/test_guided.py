@@ -444,3 +444,37 @@ def test_dagger_with_a_language_model_guide_as_expert_imitates_it(text_env, lm_g
     # a random 1,606-token model agrees by chance about never; 400 labels teach it the
     # guide's most frequent continuations
     assert before < 0.02 and after > 0.1, (before, after)
+
+
+def test_the_sft_term_fits_the_references(text_env):
+    from agents import Demonstrations
+    from agents.policies import action_log_prob
+
+    demo_env = gym.make(TEXT, labels=[1])
+    demos = Demonstrations.collect(demo_env, envs.make_expert(demo_env), n_steps=64, seed=0)
+
+    def nll(policy) -> float:
+        batch = next(demos.iter_batches(len(demos), shuffle=False))
+        with torch.no_grad():
+            log_prob, _ = action_log_prob(policy, batch["observations"], batch["actions"].long())
+        return -log_prob.mean().item()
+
+    agent = PPO(
+        text_env, sft_demonstrations=demos, sft_coef=1.0, seed=0, **{**SMALL, "n_epochs": 4}
+    )
+    before = nll(agent.policy)
+    agent.learn(128)
+    assert nll(agent.policy) < before - 0.05, (before, nll(agent.policy))
+
+
+def test_the_adaptive_kl_coefficient_moves_towards_its_target():
+    from agents.ppo import KLController
+
+    fixed = KLController(0.1)
+    fixed.update(5.0, 1000)
+    assert fixed.coef == 0.1
+    adaptive = KLController(0.1, target=0.5, horizon=10_000)
+    adaptive.update(2.0, 1000)  # too far from the reference: penalise more (clipped +20%)
+    assert adaptive.coef == pytest.approx(0.1 * (1 + 0.2 * 0.1))
+    adaptive.update(0.25, 1000)  # too close: penalise less
+    assert adaptive.coef < 0.1 * (1 + 0.2 * 0.1)
