@@ -47,9 +47,7 @@ def evaluate(policy, episodes: int, seed: int, rows: int = 32) -> dict[str, floa
     rewards, texts = [], []
     for wave in range(max(1, episodes // rows)):
         seeds = [seed * 100_000 + wave * rows + r for r in range(rows)]
-        result = run_wave(
-            vec, {LEARNER: policy}, [EpisodePlan(LEARNER, LEARNER, 0)] * rows, seeds
-        )
+        result = run_wave(vec, {LEARNER: policy}, [EpisodePlan(LEARNER, LEARNER, 0)] * rows, seeds)
         rewards += result.episode_returns
         for segment in result.segments:
             ids = segment.next_observation["input_ids"][vec.prompt_length :]
@@ -86,7 +84,13 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=list(RL_AGENTS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/tinyreviews_rl")
+    parser.add_argument("--replot", help="only redraw the table and plot from a results.json")
     args = parser.parse_args()
+    if args.replot:
+        results = json.loads(Path(args.replot).read_text())
+        print_table(results)
+        plot(results, Path(args.out) / "reward_vs_tokens.png")
+        return
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,9 +99,7 @@ def main() -> None:
     def record(name: str, seed: int, policy, seconds: float, curve: list) -> None:
         torch.manual_seed(10_000 + seed)
         row = evaluate(policy, args.eval_episodes, seed=10 + seed)
-        row.update(
-            perplexity=fluency_perplexity(policy), wall_s=seconds, seed=seed, curve=curve
-        )
+        row.update(perplexity=fluency_perplexity(policy), wall_s=seconds, seed=seed, curve=curve)
         results.setdefault(name, []).append(row)
         print(f"{name} seed {seed}: " + json.dumps({k: v for k, v in row.items() if k != "curve"}))
         (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -145,11 +147,15 @@ def plot(results: dict[str, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    levels = iter(("gray", "black"))
     for name, rows in results.items():
         curves = [r["curve"] for r in rows if r["curve"]]
-        if not curves:
+        if not curves:  # zero-shot and BC: levels
             value = np.mean([r["reward"] for r in rows])
-            ax.axhline(value, linestyle="--", linewidth=1, label=f"{name} ({value:.2f})")
+            color = next(levels, "gray")
+            ax.axhline(
+                value, color=color, linestyle="--", linewidth=1, label=f"{name} ({value:.2f})"
+            )
             continue
         length = min(len(c) for c in curves)
         tokens = np.mean([[t for t, _ in c[:length]] for c in curves], axis=0)

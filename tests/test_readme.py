@@ -29,9 +29,7 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch, capsys) -> None:
 
 def test_readme_text_example_runs() -> None:
     # the text env's example (the guided-RL example trains for minutes: not run here)
-    (block,) = [
-        b for b in _blocks("python") if "TextGen-TinyReviews-v0" in b and "learn(" not in b
-    ]
+    (block,) = [b for b in _blocks("python") if "TextGen-TinyReviews-v0" in b and "learn(" not in b]
     scope: dict = {"__name__": "readme"}
     exec(compile(block, str(README), "exec"), scope)
     assert scope["actions"].shape == (64,)
