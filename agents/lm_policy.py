@@ -483,7 +483,9 @@ class LMPolicy(torch.nn.Module):
         tokens = ids[:, p:]
         chosen = log_probs.gather(2, tokens.unsqueeze(-1)).squeeze(-1)
         probs = log_probs.exp()
-        entropy = -torch.where(probs > 0, probs * log_probs, torch.zeros_like(probs)).sum(-1)
+        # Masked tokens have log-probability -inf: zero it before the product, or the
+        # backward pass computes 0 * inf = NaN.
+        entropy = -(probs * log_probs.masked_fill(probs == 0, 0.0)).sum(-1)
         token_values = None
         if hidden is not None:
             token_values = self.value_head(hidden.float()).squeeze(-1)

@@ -166,34 +166,43 @@ def _drive(
     view = obs  # what the policies are shown: frozen rows keep their last observation
     step = 0
     masked = _has_action_masks(env)
+    members: dict[str, list[int]] | None = None
     while True:
         if before_step is not None:
             before_step(step)
         live = [r for r in range(n) if active(r, step)]
         if not live:
             return
-        actions = None
-        for owner in sorted({owner_of(r) for r in live}):
-            mine = [r for r in live if owner_of(r) == owner]
+        if members is None:
+            # The rows each policy drives this phase, fixed at its start: it decodes only
+            # those (a language model keeps one KV cache over them, finished rows frozen),
+            # so a guide that rolls in for a few rows costs a few rows.
+            members = {}
+            for r in live:
+                members.setdefault(owner_of(r), []).append(r)
+        live_set = set(live)
+        actions = _filler_actions(env)
+        for owner, rows in members.items():
+            if live_set.isdisjoint(rows):
+                continue
             policy = policies[owner]
             if isinstance(policy, list):  # privileged oracles: each labels its own row
-                chosen = np.zeros(n, dtype=np.int64)
-                for r in mine:
-                    chosen[r] = np.asarray(policy[r].predict(_row(obs, r))[0])
-            else:
-                chosen, caches[owner] = policy.predict(view, caches.get(owner))
-                chosen = np.asarray(chosen)
-            if actions is None:
-                actions = chosen.copy()
-            actions[mine] = chosen[mine]
-        idle = [r for r in range(n) if r not in set(live)]
-        if idle and masked:
-            # Idle rows still step; an env with action masks (ranking) refuses invalid
-            # picks, so they take any valid action (ignored, and their rows are restored
-            # or reset before they count again).
+                for r in rows:
+                    if r in live_set:
+                        actions[r] = np.asarray(policy[r].predict(_row(obs, r))[0])
+                continue
+            chosen, caches[owner] = policy.predict(_take(view, rows), caches.get(owner))
+            for i, r in enumerate(rows):
+                if r in live_set:
+                    actions[r] = chosen[i]
+        if masked and len(live) < n:
+            # Rows that are not acting still step; an env with action masks (ranking)
+            # refuses invalid picks, so they take a valid one (ignored: their rows are
+            # restored or reset before they count again).
             masks = env.call("action_masks")
-            for r in idle:
-                actions[r] = int(np.argmax(masks[r]))
+            for r in range(n):
+                if r not in live_set:
+                    actions[r] = int(np.argmax(masks[r]))
         for r in live:
             trace = traces[r]
             trace.owners.append(owner_of(r))
@@ -253,6 +262,20 @@ def per_row(policy: Any, env: gym.vector.VectorEnv) -> Any:
     import envs as lfi_envs
 
     return [lfi_envs.make_expert(row) for row in rows]
+
+
+def _filler_actions(env: gym.vector.VectorEnv) -> np.ndarray:
+    """Valid actions for every row, overwritten for the rows that act."""
+    space = env.single_action_space
+    if isinstance(space, gym.spaces.Discrete):
+        return np.full(env.num_envs, space.start, dtype=np.int64)
+    return np.stack([space.sample() for _ in range(env.num_envs)])
+
+
+def _take(batch: Any, rows: list[int]) -> Any:
+    if isinstance(batch, dict):
+        return {k: v[rows] for k, v in batch.items()}
+    return batch[rows]
 
 
 def _has_action_masks(env: gym.vector.VectorEnv) -> bool:

@@ -84,6 +84,22 @@ def test_scoring_whole_sequences_equals_scoring_each_step(env_id, text_assets) -
             torch.testing.assert_close(values[:, t], step_values[:, 0], atol=1e-4, rtol=1e-4)
 
 
+def test_gradients_stay_finite_where_eos_is_masked() -> None:
+    """min_new_tokens masks EOS with -inf: the entropy's gradient must not be NaN."""
+    env = gym.make("TextGen-TinyReviews-v0", max_new_tokens=4, min_new_tokens=4)
+    policy = LMPolicy.from_pretrained("lfi-gym/tinyreviews-lm", env=env, value_head=True)
+    obs, _ = env.reset(seed=0)
+    for _ in range(4):
+        action, _ = policy.predict(obs)
+        obs, *_ = env.step(int(action))
+    values, log_prob, entropy = policy.evaluate_generated(
+        {k: torch.as_tensor(v[None]) for k, v in obs.items()}
+    )
+    (log_prob.mean() - entropy.mean() + values.mean()).backward()
+    for parameter in policy.parameters():
+        assert torch.isfinite(parameter.grad).all()
+
+
 def test_a_row_shown_the_same_observation_is_frozen_in_the_cache(text_assets) -> None:
     vec = gym.make_vec(IMDB, num_envs=3, **text_assets.env_kwargs(IMDB))
     policy = LMPolicy.from_pretrained(text_assets.gpt2, env=vec, device="cpu")
