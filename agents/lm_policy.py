@@ -450,6 +450,10 @@ class LMPolicy(torch.nn.Module):
         ids = torch.as_tensor(observations["input_ids"], device=self.device).long()
         mask = torch.as_tensor(observations["attention_mask"], device=self.device).long()
         p = self.prompt_length
+        # Prompts are padded on the left: columns that are padding in every row add
+        # nothing but cost, so they are dropped.
+        lead = min(int((mask[:, :p].cumsum(1) == 0).all(0).sum()), p - 1)
+        ids, mask, p = ids[:, lead:], mask[:, lead:], p - lead
         want_hidden = values and self.value_head is not None
         if self.seq2seq:
             start = torch.full_like(ids[:, :1], self.model.config.decoder_start_token_id)

@@ -303,8 +303,15 @@ class PPO(BaseAgent):
         if not segments:
             return {"tokens_trained": 0.0}
         batch = _Batch(segments, sequence=_scores_sequences(self._policy))
+        plan = [list(batch.minibatches(self.batch_size, self._rng)) for _ in range(self.n_epochs)]
+        # One epoch of one minibatch (TRL's default shape): the update's own forward pass
+        # gives the old log-probabilities and values (detached), as the model is unchanged
+        # until its step; otherwise they come from a separate pass.
+        fused = len(plan) == 1 and len(plan[0]) == 1
+        first = self._score(self._train_model, batch, batch.all_tokens, grad=fused)
+        old_values = None if first[0] is None else first[0].detach()
+        old_log_prob = first[1].detach()
         with torch.no_grad():
-            old_values, old_log_prob, _ = self._score(self._policy, batch, batch.all_tokens)
             if self.reference is not None:
                 _, ref_log_prob, _ = self._score(self.reference, batch, batch.all_tokens)
                 kl = old_log_prob - ref_log_prob
@@ -324,9 +331,14 @@ class PPO(BaseAgent):
         }
         if self.sft_coef > 0:
             totals["sft_loss"] = []
-        for _ in range(self.n_epochs):
-            for index in batch.minibatches(self.batch_size, self._rng):
-                values, log_prob, entropy = self._score(self._train_model, batch, index, grad=True)
+        for epoch in plan:
+            for index in epoch:
+                if fused:
+                    values, log_prob, entropy = first
+                else:
+                    values, log_prob, entropy = self._score(
+                        self._train_model, batch, index, grad=True
+                    )
                 ratio = torch.exp(log_prob - old_log_prob[index])
                 adv = normalized[index]
                 clipped = torch.clamp(ratio, 1 - self.clip_range, 1 + self.clip_range)
@@ -397,16 +409,21 @@ class PPO(BaseAgent):
     def _gae(
         self, batch: _Batch, rewards: torch.Tensor, values: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        advantages = torch.zeros_like(rewards)
+        """GAE advantages and value targets, segment by segment (plain floats: a Python
+        loop over tensor elements would cost more than the model)."""
+        reward = rewards.detach().cpu().double().numpy()
+        value = values.detach().cpu().double().numpy()
+        advantages = np.zeros_like(reward)
         bootstrap = self._bootstrap_values(batch)
+        discount = self.gamma * self.gae_lambda
         for k, (start, stop) in enumerate(batch.bounds):
             next_value, running = bootstrap[k], 0.0
             for t in range(stop - 1, start - 1, -1):
-                delta = rewards[t] + self.gamma * next_value - values[t]
-                running = delta + self.gamma * self.gae_lambda * running
+                running = reward[t] + self.gamma * next_value - value[t] + discount * running
                 advantages[t] = running
-                next_value = values[t]
-        return advantages, advantages + values
+                next_value = value[t]
+        advantages_t = torch.as_tensor(advantages, device=values.device, dtype=values.dtype)
+        return advantages_t, advantages_t + values
 
     def _bootstrap_values(self, batch: _Batch) -> list[float]:
         """Value after each segment: 0 at a terminal state, the learner's value of the
