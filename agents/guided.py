@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.policies import as_policy, same_space
+from agents.policies import as_policy, check_probability, same_space
 from agents.ppo import PPO
 from agents.rollouts import GUIDE, LEARNER, EpisodePlan
 
@@ -219,16 +219,6 @@ class D2LOLS(_Guided):
 
 
 # -- checks ---------------------------------------------------------------------------------
-
-
-def check_probability(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}") from None
-    if isinstance(value, bool) or not 0 <= number <= 1:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return number
 
 
 def episode_horizon(env: Any) -> int:

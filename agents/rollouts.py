@@ -9,11 +9,12 @@ there is captured with ``get_state()``, and the roll-out policy continues from i
     AggreVaTeD    learner -> guide     (the learner is trained on its roll-in; the guide's
                                         completion is the return that credits it)
 
-A wave runs one episode per row of a restartable vector env in two phases, each driven by
-one policy on the whole batch, so a language model decodes the batch one token per step
-with its KV cache. Rows that have finished a phase are *frozen*: they are shown the last
-observation they saw (an LMPolicy then reuses its cache and logits for them) and whatever
-the env does with them is ignored. Only the env's ``reset`` / ``get_state`` / ``reset_to``
+A wave runs one episode per row of a restartable vector env in two phases. In each phase a
+policy decodes, one token per step with its KV cache, the rows it drives (fixed at the
+phase's start: a guide that rolls in for a fifth of the rows costs a fifth of a batch).
+Rows that have finished are *frozen*: they are shown the last observation they saw (an
+LMPolicy then reuses its cache and logits for them) and whatever the env does with them is
+ignored. Only the env's ``reset`` / ``get_state`` / ``reset_to``
 / ``step`` are used, so every env family works.
 """
 
@@ -35,7 +36,7 @@ class EpisodePlan:
 
     rollin: str
     rollout: str
-    switch: int  # steps taken by the roll-in policy; math.inf-like large: never switch
+    switch: int  # steps taken by the roll-in policy (a huge value: it never hands over)
 
 
 @dataclasses.dataclass
