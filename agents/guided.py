@@ -47,7 +47,7 @@ class _Guided(PPO):
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv | None,
-        policy: Any = "LMPolicy",
+        policy: Any = "auto",
         *,
         guide: Any = None,
         restart_horizon: int | None = None,
@@ -113,7 +113,7 @@ class PPOPlusPlus(_Guided):
 
     hyperparameter_names = (*_Guided.hyperparameter_names, "beta")
 
-    def __init__(self, env, policy: Any = "LMPolicy", *, beta: float = 0.2, **kwargs: Any):
+    def __init__(self, env, policy: Any = "auto", *, beta: float = 0.2, **kwargs: Any):
         self.beta = check_probability(beta, "beta")
         super().__init__(env, policy, **kwargs)
 
@@ -127,7 +127,7 @@ class AggreVaTeD(_Guided):
 
     hyperparameter_names = (*_Guided.hyperparameter_names, "beta")
 
-    def __init__(self, env, policy: Any = "LMPolicy", *, beta: float = 0.8, **kwargs: Any):
+    def __init__(self, env, policy: Any = "auto", *, beta: float = 0.8, **kwargs: Any):
         self.beta = check_probability(beta, "beta")
         super().__init__(env, policy, **kwargs)
 
@@ -144,7 +144,7 @@ class LOLS(_Guided):
     def __init__(
         self,
         env,
-        policy: Any = "LMPolicy",
+        policy: Any = "auto",
         *,
         tau: float = 0.8,
         ppo_beta: float = 0.2,
@@ -195,7 +195,7 @@ class D2LOLS(_Guided):
     def __init__(
         self,
         env,
-        policy: Any = "LMPolicy",
+        policy: Any = "auto",
         *,
         tau: int = 20,
         ppo_beta: float = 0.2,

@@ -106,7 +106,9 @@ class PPO(BaseAgent):
     ``env`` is a single env (``n_envs`` rows are made from its spec) or a restartable
     vector env. ``policy`` is ``"LMPolicy"`` (``policy_kwargs`` carry ``name_or_path``;
     the tiny TinyReviews LM by default), another learner name BC accepts, or a module; an
-    LMPolicy without a value head gets a zero-initialised one. ``learn(total_timesteps)``
+    LMPolicy without a value head gets a zero-initialised one. ``"auto"`` (the default)
+    picks LMPolicy for the text envs, PlackettLucePolicy for the ranking envs and SB3's
+    ``"MlpPolicy"`` otherwise. ``learn(total_timesteps)``
     counts env steps (tokens) taken by every policy, roll-ins included, so algorithms
     compare at equal token budgets.
     """
@@ -134,7 +136,7 @@ class PPO(BaseAgent):
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv | None,
-        policy: Any = "LMPolicy",
+        policy: Any = "auto",
         *,
         policy_kwargs: dict[str, Any] | None = None,
         n_envs: int = 8,
@@ -593,6 +595,8 @@ def _build_policy(policy: Any, env: Any, policy_kwargs: dict[str, Any] | None, d
     from agents.lm_policy import TINYREVIEWS_LM, LMPolicy
 
     kwargs = dict(policy_kwargs or {})
+    if policy == "auto":
+        policy = _auto_policy(env)
     if policy == "LMPolicy":
         name = kwargs.pop("name_or_path", TINYREVIEWS_LM)
         kwargs.setdefault("value_head", True)
@@ -610,6 +614,19 @@ def _build_policy(policy: Any, env: Any, policy_kwargs: dict[str, Any] | None, d
         torch.nn.init.zeros_(module.value_head.weight)
         torch.nn.init.zeros_(module.value_head.bias)
     return module.to(device)
+
+
+def _auto_policy(env: Any) -> str:
+    """The learner a policy of ``"auto"`` means for ``env``'s observations."""
+    if env is None:
+        raise ValueError('policy="auto" needs an env; pass env= or a policy module')
+    observation_space, _ = _single_spaces(env)
+    keys = set(getattr(observation_space, "spaces", {}))
+    if {"input_ids", "attention_mask"} <= keys:
+        return "LMPolicy"
+    if {"features", "mask"} <= keys:
+        return "PlackettLucePolicy"
+    return "MultiInputPolicy" if keys else "MlpPolicy"
 
 
 def _single_spaces(env: Any) -> tuple[gym.Space, gym.Space]:

@@ -257,6 +257,10 @@ def _zero_shot(
     yield 0, policy
 
 
+#: RL env steps per agent when a suite entry gives no ``total_timesteps``.
+DEFAULT_RL_TIMESTEPS = 10_000
+
+
 def _rl_trainer(name: str) -> Trainer:
     """PPO and the guided agents: ``total_timesteps`` env steps of RL from the entry's
     learner. A guided agent's guide is BC trained on the entry's whole label budget (as in
@@ -268,7 +272,7 @@ def _rl_trainer(name: str) -> Trainer:
         env_id: str, seed: int, entry: SuiteEntry, kwargs: dict[str, Any], device: str
     ) -> Iterator[tuple[int, Any]]:
         kwargs = dict(kwargs)
-        total = kwargs.pop("total_timesteps")
+        total = kwargs.pop("total_timesteps", DEFAULT_RL_TIMESTEPS)
         env = gym.make(env_id, **{**entry.env_kwargs, **kwargs.pop("env_kwargs", {})})
         labels = 0
         if name in GUIDED:
