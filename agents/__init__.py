@@ -10,6 +10,7 @@ from agents.base import BaseAgent
 from agents.bc import BC
 from agents.dagger import DAgger
 from agents.data import Demonstrations, DemonstrationsFileError
+from agents.dril import DRIL
 from agents.evaluation import episode_returns
 from agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
 from agents.lm_policy import LMPolicy
@@ -21,6 +22,7 @@ from agents.ranking import PGRank, PlackettLucePolicy
 AGENTS: dict[str, type[BaseAgent]] = {
     "bc": BC,
     "dagger": DAgger,
+    "dril": DRIL,
     "pgrank": PGRank,
     "ppo": PPO,
     "ppo++": PPOPlusPlus,
@@ -33,6 +35,7 @@ __all__ = [
     "AGENTS",
     "BC",
     "D2LOLS",
+    "DRIL",
     "LOLS",
     "PPO",
     "AggreVaTeD",

@@ -1,0 +1,724 @@
+"""DRIL: Disagreement-Regularized Imitation Learning (Brantley, Sun and Henaff, ICLR 2020).
+
+An ensemble of BC policies, each fit on a bootstrap resample of the demonstrations,
+agrees on states like the expert's and disagrees elsewhere. DRIL turns that
+disagreement into a reward and optimises it with RL, starting from BC and taking a BC
+step after every RL update, so the learner is pulled back towards states where it
+knows what the expert would do.
+
+Defaults and their sources (REFERENCE.md, "Atari imitation"):
+
+- ``ensemble_size=5`` members, BC on bootstrap resamples (paper);
+- cost(s, a) = variance across members of the predicted probability of ``a`` (paper);
+  ``cost="logit"`` uses the variance of the members' log-probabilities instead;
+- reward +1 where cost <= the ``quantile=0.98`` quantile of the cost over demonstration
+  states, else -1; the environment reward is not used (paper);
+- thresholds truly per action (``threshold="per_action"``): for action a, the quantile of
+  cost(s, a) over the demonstration pairs (s, a) where the expert took a, so about 98% of
+  the demonstrations earn +1 whatever the action mix. The original code meant per-action
+  thresholds but its closures all bind the last action's value (Python late binding):
+  ``threshold="original"`` reproduces that (the last action's threshold for every
+  action), ``threshold="global"`` is one quantile over all demonstration pairs;
+- RL: SB3 A2C for image observations (Atari, MinAtar: 8 envs x 128 steps, learning rate
+  2.5e-3, entropy 0.01, as the original's Atari runs), SB3 PPO with its defaults
+  elsewhere (``rl_algorithm="auto"``); ``rl_kwargs`` override any of it;
+- the learner starts from BC, and after every RL update takes one pass of BC over the
+  demonstrations with its own Adam optimizer (``bc_mode="alternate"``: our reading of the
+  original's alternating BC update; ``bc_batches_per_update`` caps the pass);
+  ``bc_mode="sum"`` adds ``bc_coef`` x the BC loss of one demonstration batch to every RL
+  gradient step instead (an optimizer pre-step hook); ``bc_mode="none"`` turns it off.
+
+Ours, not the paper's: members are independent networks of the learner's architecture
+with no dropout (``shared_trunk=True``: one feature extractor and one linear head per
+member, the bootstrap applied per head); BC uses Adam 1e-3, batch 64 and
+``bc_epochs`` passes, like :class:`agents.BC`.
+
+``learn(total_timesteps)`` counts RL environment steps (over all ``n_envs`` sub-envs).
+The ensemble and the BC warm start are fit on the first ``learn`` call (or by
+:meth:`pretrain`), and are part of a saved agent, so a resumed run does not refit them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    FlattenExtractor,
+    NatureCNN,
+)
+from torch import nn
+from tqdm.auto import tqdm
+
+from agents.base import (
+    BaseAgent,
+    check_non_negative_float,
+    check_positive_float,
+    check_positive_int,
+    torch_bytes,
+    torch_load,
+)
+from agents.bc import BC
+from agents.data import Demonstrations
+from agents.policies import action_log_prob, same_space
+
+THRESHOLD_MODES = ("per_action", "global", "original")
+COST_KINDS = ("probability", "logit")
+BC_MODES = ("alternate", "sum", "none")
+RL_ALGORITHMS = ("auto", "a2c", "ppo")
+
+#: The original's Atari A2C (REFERENCE.md): 8 envs x 128 steps, lr 2.5e-3, entropy 0.01.
+A2C_DEFAULTS: dict[str, Any] = {"n_steps": 128, "learning_rate": 2.5e-3, "ent_coef": 0.01}
+
+
+# -- networks -------------------------------------------------------------------------
+
+
+class MinAtarCNN(BaseFeaturesExtractor):
+    """The MinAtar paper's network (Young and Tian, 2019): one 3x3 convolution with 16
+    channels, then a 128-unit layer. Takes channel-last ``(H, W, C)`` grids, as MinAtar
+    gives them, so no transpose wrapper is needed."""
+
+    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128) -> None:
+        super().__init__(observation_space, features_dim)
+        height, width, channels = observation_space.shape
+        self.conv = nn.Sequential(nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU(), nn.Flatten())
+        self.linear = nn.Sequential(
+            nn.Linear(16 * (height - 2) * (width - 2), features_dim), nn.ReLU()
+        )
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.conv(observations.float().permute(0, 3, 1, 2)))
+
+
+def _is_small_grid(space: gym.Space) -> bool:
+    return (
+        isinstance(space, gym.spaces.Box)
+        and len(space.shape) == 3
+        and space.shape[0] == space.shape[1]
+        and 3 <= space.shape[0] <= 20
+        and space.shape[2] <= 32
+    )
+
+
+def auto_policy(observation_space: gym.Space) -> tuple[str, dict[str, Any]]:
+    """The SB3 policy name and kwargs for an observation space: Nature-CNN for Atari
+    frames (``CnnPolicy``), :class:`MinAtarCNN` for MinAtar grids, SB3's MLP otherwise.
+
+    BC, DAgger and DRIL all take ``policy="auto"`` through this, so that a comparison
+    trains the same network."""
+    if isinstance(observation_space, gym.spaces.Box) and is_image_space(observation_space):
+        return "CnnPolicy", {}
+    if _is_small_grid(observation_space):
+        return "MlpPolicy", {"features_extractor_class": MinAtarCNN, "net_arch": []}
+    return "MlpPolicy", {}
+
+
+def _member_features(space: gym.Space) -> Callable[[], nn.Module]:
+    if isinstance(space, gym.spaces.Box) and is_image_space(space):
+        return lambda: NatureCNN(space, features_dim=512)
+    if _is_small_grid(space):
+        return lambda: MinAtarCNN(space)
+
+    def mlp() -> nn.Module:
+        flat = FlattenExtractor(space)
+        return nn.Sequential(
+            flat, nn.Linear(flat.features_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh()
+        )
+
+    return mlp
+
+
+def _features_dim(module: nn.Module, space: gym.Space) -> int:
+    with torch.no_grad():
+        sample = torch.as_tensor(space.sample()[None])
+        return int(module(preprocess_obs(sample, space)).shape[-1])
+
+
+class Ensemble(nn.Module):
+    """``size`` categorical policies: independent networks, or one shared trunk with one
+    head per member. :meth:`log_probs` returns ``(size, batch, n_actions)`` in one call."""
+
+    def __init__(self, observation_space: gym.Space, n_actions: int, size: int, shared: bool):
+        super().__init__()
+        self.observation_space = observation_space
+        self.shared = shared
+        make = _member_features(observation_space)
+        n_trunks = 1 if shared else size
+        self.trunks = nn.ModuleList(make() for _ in range(n_trunks))
+        dim = _features_dim(self.trunks[0], observation_space)
+        self.heads = nn.ModuleList(nn.Linear(dim, n_actions) for _ in range(size))
+
+    @property
+    def size(self) -> int:
+        return len(self.heads)
+
+    def log_probs(self, observations: torch.Tensor) -> torch.Tensor:
+        obs = preprocess_obs(observations, self.observation_space)
+        if self.shared:
+            features = self.trunks[0](obs)
+            logits = [head(features) for head in self.heads]
+        else:
+            logits = [head(trunk(obs)) for trunk, head in zip(self.trunks, self.heads, strict=True)]
+        return torch.log_softmax(torch.stack(logits), dim=-1)
+
+
+def ensemble_costs(log_probs: torch.Tensor, kind: str = "probability") -> torch.Tensor:
+    """Cost of every action, ``(batch, n_actions)``: the variance across members of the
+    predicted probability (or of the log-probability, ``kind="logit"``)."""
+    values = log_probs.exp() if kind == "probability" else log_probs
+    return values.var(dim=0, unbiased=False)
+
+
+# -- the agent ------------------------------------------------------------------------
+
+
+class DRIL(BaseAgent):
+    """Disagreement-regularized imitation, SB3-shaped (see the module docstring).
+
+    >>> demos = Demonstrations.collect(env, envs.make_expert(env), n_episodes=1)
+    >>> dril = DRIL(env, demos).learn(200_000)
+
+    ``env`` is copied ``n_envs`` times from its spec (``gym.make(env.spec,
+    **train_env_kwargs)``) for the RL rollouts: e.g. ``train_env_kwargs={"episodic_life":
+    True, "fire_reset": True}`` for the DRIL paper's Atari training envs.
+    ``policy="auto"`` picks the network from the observation space (:func:`auto_policy`);
+    an SB3 policy name with ``policy_kwargs`` overrides it.
+    """
+
+    hyperparameter_names = (
+        "ensemble_size",
+        "quantile",
+        "threshold",
+        "cost",
+        "shared_trunk",
+        "ensemble_epochs",
+        "ensemble_learning_rate",
+        "bc_epochs",
+        "bc_learning_rate",
+        "bc_batch_size",
+        "bc_mode",
+        "bc_coef",
+        "bc_batches_per_update",
+        "rl_algorithm",
+        "n_envs",
+        "rl_kwargs",
+        "train_env_kwargs",
+    )
+
+    def __init__(
+        self,
+        env: gym.Env | None,
+        demonstrations: Demonstrations | None,
+        *,
+        ensemble_size: int = 5,
+        policy: str = "auto",
+        policy_kwargs: dict[str, Any] | None = None,
+        quantile: float = 0.98,
+        threshold: str = "per_action",
+        cost: str = "probability",
+        shared_trunk: bool = False,
+        ensemble_epochs: int = 50,
+        ensemble_learning_rate: float = 1e-3,
+        bc_epochs: int = 50,
+        bc_learning_rate: float = 1e-3,
+        bc_batch_size: int = 64,
+        bc_mode: str = "alternate",
+        bc_coef: float = 1.0,
+        bc_batches_per_update: int | None = None,
+        rl_algorithm: str = "auto",
+        n_envs: int = 8,
+        rl_kwargs: dict[str, Any] | None = None,
+        train_env_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        device: str | torch.device = "auto",
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(
+            env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose
+        )
+        if env is None:
+            raise ValueError("DRIL needs an env to build its learner: pass DRIL(env, demos)")
+        if isinstance(ensemble_size, bool) or not isinstance(ensemble_size, (int, np.integer)):
+            raise ValueError(f"ensemble_size must be an int >= 2, got {ensemble_size!r}")
+        if ensemble_size < 2:
+            raise ValueError(
+                f"ensemble_size must be at least 2 (disagreement needs two members), got "
+                f"{ensemble_size}; the paper uses 5"
+            )
+        self.ensemble_size = int(ensemble_size)
+        try:
+            quantile_value = float(quantile)
+        except (TypeError, ValueError):
+            raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}") from None
+        if not 0.0 < quantile_value < 1.0:
+            raise ValueError(
+                f"quantile must lie strictly between 0 and 1, got {quantile!r}; the paper uses 0.98"
+            )
+        self.quantile = quantile_value
+        self.threshold = _check_choice(threshold, THRESHOLD_MODES, "threshold")
+        self.cost = _check_choice(cost, COST_KINDS, "cost")
+        self.bc_mode = _check_choice(bc_mode, BC_MODES, "bc_mode")
+        self.rl_algorithm = _check_choice(rl_algorithm, RL_ALGORITHMS, "rl_algorithm")
+        self.shared_trunk = bool(shared_trunk)
+        self.ensemble_epochs = check_positive_int(ensemble_epochs, "ensemble_epochs")
+        self.ensemble_learning_rate = check_positive_float(
+            ensemble_learning_rate, "ensemble_learning_rate"
+        )
+        self.bc_epochs = check_positive_int(bc_epochs, "bc_epochs")
+        self.bc_learning_rate = check_positive_float(bc_learning_rate, "bc_learning_rate")
+        self.bc_batch_size = check_positive_int(bc_batch_size, "bc_batch_size")
+        self.bc_coef = check_non_negative_float(bc_coef, "bc_coef")
+        self.bc_batches_per_update = (
+            None
+            if bc_batches_per_update is None
+            else check_positive_int(bc_batches_per_update, "bc_batches_per_update")
+        )
+        self.n_envs = check_positive_int(n_envs, "n_envs")
+        self.rl_kwargs = dict(rl_kwargs or {})
+        self.train_env_kwargs = dict(train_env_kwargs or {})
+        if self.train_env_kwargs and env.spec is None:
+            raise ValueError("train_env_kwargs need an env made by gym.make (with a spec)")
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise ValueError(
+                f"DRIL supports Discrete action spaces (its cost is the variance of action "
+                f"probabilities); got {env.action_space}"
+            )
+        if n_envs > 1 and env.spec is None:
+            raise ValueError(
+                "DRIL copies the env for its n_envs rollout envs with gym.make(env.spec), but "
+                "this env has no spec; make it with gym.make(...) or pass n_envs=1"
+            )
+        self._check_demonstrations(demonstrations, env)
+        self.demonstrations = demonstrations
+        if policy == "auto":
+            policy, auto_kwargs = auto_policy(env.observation_space)
+            policy_kwargs = {**auto_kwargs, **(policy_kwargs or {})}
+        if not isinstance(policy, str):
+            raise ValueError(
+                f"policy must be 'auto' or an SB3 policy name ('MlpPolicy', 'CnnPolicy'), "
+                f"got {type(policy).__name__}"
+            )
+        self._policy_name, self._policy_kwargs = policy, dict(policy_kwargs or {})
+        self.ensemble = Ensemble(
+            env.observation_space, int(env.action_space.n), self.ensemble_size, self.shared_trunk
+        ).to(self.device)
+        n = len(demonstrations)
+        rng = np.random.default_rng(seed)
+        # Bootstrap resample i of member e, as counts: member e sees transition i
+        # bootstrap_counts[e, i] times (about 37% of transitions never).
+        self.bootstrap_counts = np.stack(
+            [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(self.ensemble_size)]
+        )
+        self._rng = rng
+        self.thresholds: np.ndarray | None = None
+        self.pretrained = False
+        self.cost_calls = 0
+        #: Sum and count of the DRIL rewards seen in training (diagnostics).
+        self.reward_sum, self.reward_count = 0.0, 0
+        self.model = self._make_model()
+        self._bc_optimizer = torch.optim.Adam(
+            self.model.policy.parameters(), lr=self.bc_learning_rate
+        )
+        self._step_hook: Any = None
+
+    # -- construction helpers ------------------------------------------------------------
+
+    @staticmethod
+    def _check_demonstrations(demonstrations: Any, env: gym.Env) -> None:
+        if demonstrations is None:
+            raise ValueError(
+                "DRIL needs demonstrations: Demonstrations.collect(env, envs.make_expert(env), "
+                "n_episodes=1) or Demonstrations.load(path)"
+            )
+        if not isinstance(demonstrations, Demonstrations):
+            raise TypeError(
+                f"demonstrations must be a Demonstrations, got {type(demonstrations).__name__}"
+            )
+        if len(demonstrations) == 0 or demonstrations.n_episodes == 0:
+            raise ValueError("demonstrations are empty: record at least one expert episode")
+        for kind in ("observation_space", "action_space"):
+            theirs = getattr(demonstrations, kind)
+            if theirs is not None and not same_space(theirs, getattr(env, kind)):
+                raise ValueError(
+                    f"demonstrations were recorded with {kind} {theirs}, but the env has "
+                    f"{getattr(env, kind)}; record them on the same env "
+                    f"({demonstrations.env_id or 'another env'} vs "
+                    f"{env.spec.id if env.spec else type(env.unwrapped).__name__})"
+                )
+
+    def _algorithm_class(self) -> type:
+        from stable_baselines3 import A2C, PPO
+
+        name = self.rl_algorithm
+        if name == "auto":
+            image = is_image_space(self.env.observation_space) or _is_small_grid(
+                self.env.observation_space
+            )
+            name = "a2c" if image else "ppo"
+        return A2C if name == "a2c" else PPO
+
+    def _make_model(self):
+        from stable_baselines3.common.env_util import make_vec_env
+
+        cls = self._algorithm_class()
+        env = self.env
+        if self.n_envs == 1 and not self.train_env_kwargs:
+            venv = make_vec_env(lambda: env, n_envs=1, seed=self.seed)
+        else:
+            spec, extra = env.spec, self.train_env_kwargs
+            venv = make_vec_env(lambda: gym.make(spec, **extra), n_envs=self.n_envs, seed=self.seed)
+        from wrappers.reward import DisagreementRewardVecEnv
+
+        placeholder = np.zeros(self.env.action_space.n)  # replaced after pretrain()
+        self.reward_env = DisagreementRewardVecEnv(venv, self.ensemble_cost, placeholder)
+        defaults = A2C_DEFAULTS if cls.__name__ == "A2C" else {}
+        kwargs = {**defaults, **self.rl_kwargs}
+        return cls(
+            self._policy_name,
+            self.reward_env,
+            policy_kwargs=self._policy_kwargs or None,
+            seed=self.seed,
+            device=self.device,
+            tensorboard_log=self.tensorboard_log,
+            verbose=self.verbose,
+            **kwargs,
+        )
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        return self.model.policy
+
+    # -- the ensemble and its cost -------------------------------------------------------
+
+    def ensemble_cost(self, observations: Any, actions: np.ndarray) -> np.ndarray:
+        """Cost of each (observation, action) pair of a batch: one ensemble forward."""
+        self.cost_calls += 1
+        with torch.no_grad():
+            obs = torch.as_tensor(np.asarray(observations), device=self.device)
+            costs = ensemble_costs(self.ensemble.log_probs(obs), self.cost)
+            index = torch.as_tensor(np.asarray(actions), device=self.device).long().reshape(-1, 1)
+            return costs.gather(1, index).squeeze(1).cpu().numpy()
+
+    def action_costs(self, observations: Any) -> np.ndarray:
+        """Cost of every action at each observation, ``(batch, n_actions)``."""
+        with torch.no_grad():
+            costs = []
+            for start in range(0, len(observations), 1024):
+                obs = torch.as_tensor(
+                    np.asarray(observations[start : start + 1024]), device=self.device
+                )
+                costs.append(ensemble_costs(self.ensemble.log_probs(obs), self.cost))
+            return torch.cat(costs).cpu().numpy()
+
+    def rewards(self, observations: Any, actions: np.ndarray) -> np.ndarray:
+        """DRIL's reward (+1 / -1) for a batch of (observation, action) pairs."""
+        from wrappers.reward import threshold_rewards
+
+        if self.thresholds is None:
+            raise ValueError("the ensemble is not fit yet: call pretrain() or learn() first")
+        return threshold_rewards(
+            self.ensemble_cost(observations, actions), actions, self.thresholds
+        )
+
+    def fit_ensemble(self, bar: tqdm | None = None) -> list[float]:
+        """Train every member by BC on its bootstrap resample; returns the mean loss per
+        epoch. A minibatch of demonstration indices is drawn uniformly and each member's
+        loss weights the transitions by its bootstrap counts (the same objective as
+        training on the resample)."""
+        demos = self.demonstrations
+        counts = torch.as_tensor(self.bootstrap_counts, dtype=torch.float32, device=self.device)
+        optimizer = torch.optim.Adam(self.ensemble.parameters(), lr=self.ensemble_learning_rate)
+        self.ensemble.train()
+        losses = []
+        for _ in range(self.ensemble_epochs):
+            total, batches = 0.0, 0
+            order = self._rng.permutation(len(demos))
+            for start in range(0, len(demos), self.bc_batch_size):
+                idx = np.sort(order[start : start + self.bc_batch_size])
+                obs = torch.as_tensor(np.asarray(demos.observations[idx]), device=self.device)
+                actions = torch.as_tensor(demos.actions[idx], device=self.device).long()
+                log_probs = self.ensemble.log_probs(obs)  # (E, B, A)
+                index = actions.reshape(1, -1, 1).expand(self.ensemble_size, -1, 1)
+                nll = -log_probs.gather(2, index).squeeze(2)  # (E, B)
+                weights = counts[:, idx]
+                per_member = (weights * nll).sum(1) / weights.sum(1).clamp(min=1.0)
+                loss = per_member.sum()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item() / self.ensemble_size
+                batches += 1
+            losses.append(total / max(batches, 1))
+            if bar is not None:
+                bar.update(1)
+        self.ensemble.eval()
+        return losses
+
+    def compute_thresholds(self) -> np.ndarray:
+        """Per action a, the ``quantile`` of cost(s, a) over the demonstration states where
+        the expert took a, so that about ``quantile`` of the demonstration pairs earn +1
+        (``threshold="global"``: one quantile over every demonstration pair;
+        ``"original"``: the last action's threshold for every action)."""
+        costs = self.action_costs(self.demonstrations.observations)  # (N, A)
+        actions = np.asarray(self.demonstrations.actions, dtype=np.int64).reshape(-1)
+        taken = costs[np.arange(len(actions)), actions]  # cost of the expert's own action
+        pooled = float(np.quantile(taken, self.quantile))
+        n_actions = costs.shape[1]
+        if self.threshold == "per_action":
+            # Actions the expert never took get the pooled threshold.
+            thresholds = np.array(
+                [
+                    np.quantile(taken[actions == a], self.quantile)
+                    if np.any(actions == a)
+                    else pooled
+                    for a in range(n_actions)
+                ]
+            )
+        elif self.threshold == "global":
+            thresholds = np.full(n_actions, pooled)
+        else:  # the original's closures all see the loop's last action
+            last = n_actions - 1
+            value = (
+                np.quantile(taken[actions == last], self.quantile)
+                if np.any(actions == last)
+                else pooled
+            )
+            thresholds = np.full(n_actions, value)
+        self.thresholds = thresholds.astype(np.float64)
+        self.reward_env.thresholds = self.thresholds
+        return self.thresholds
+
+    def bc_loss(self) -> float:
+        """The learner's mean negative log-likelihood of the demonstrations' actions."""
+        bc = self._bc_trainer()
+        return bc.loss(self.demonstrations)
+
+    def _bc_trainer(self) -> BC:
+        bc = BC(
+            self.env,
+            self.demonstrations,
+            policy=self.model.policy,
+            learning_rate=self.bc_learning_rate,
+            batch_size=self.bc_batch_size,
+            seed=None if self.seed is None else int(self.seed),
+            device=self.device,
+        )
+        bc.optimizer = self._bc_optimizer
+        return bc
+
+    def bc_step(self, n_batches: int | None = None) -> float:
+        """One pass of BC over the demonstrations (or ``n_batches`` minibatches) on the
+        learner; returns the mean loss over the batches."""
+        policy, demos = self.model.policy, self.demonstrations
+        policy.set_training_mode(True)
+        losses = []
+        try:
+            for batch in demos.iter_batches(
+                self.bc_batch_size, shuffle=True, seed=self._rng, device=self.device
+            ):
+                loss = self._bc_batch_loss(batch)
+                self._bc_optimizer.zero_grad()
+                loss.backward()
+                self._bc_optimizer.step()
+                losses.append(loss.item())
+                if n_batches is not None and len(losses) >= n_batches:
+                    break
+        finally:
+            policy.set_training_mode(False)
+        return float(np.mean(losses))
+
+    def _bc_batch_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        actions = batch["actions"].long().reshape(-1)
+        log_prob, _ = action_log_prob(self.model.policy, batch["observations"], actions)
+        return -log_prob.mean()
+
+    def pretrain(self, progress_bar: bool = False) -> DRIL:
+        """Fit the ensemble, its thresholds and the BC warm start of the learner (once)."""
+        if self.pretrained:
+            return self
+        bar = tqdm(total=self.ensemble_epochs + 1, desc="DRIL ensemble", disable=not progress_bar)
+        losses = self.fit_ensemble(bar)
+        thresholds = self.compute_thresholds()
+        bar.close()
+        bc = self._bc_trainer()
+        bc.learn(self.bc_epochs * len(self.demonstrations), progress_bar=progress_bar)
+        self.pretrained = True
+        self.logger.record("dril/ensemble_loss", losses[-1])
+        self.logger.record("dril/threshold_mean", float(np.mean(thresholds)))
+        self.logger.record("dril/bc_loss", bc.loss(self.demonstrations))
+        return self
+
+    # -- learning ------------------------------------------------------------------------
+
+    def _learn(self, target_timesteps: int, callback: BaseCallback, bar: tqdm) -> None:
+        self.pretrain(progress_bar=not bar.disable)
+        self._install_sum_hook()
+        agent = self
+
+        class _Bridge(BaseCallback):
+            """Keeps DRIL's counters in step with SB3's, adds the alternating BC step and
+            forwards the user's callback."""
+
+            def _on_rollout_start(self) -> None:
+                if agent.bc_mode == "alternate" and agent._rl_updates_seen():
+                    loss = agent.bc_step(agent.bc_batches_per_update)
+                    self.logger.record("dril/bc_step_loss", loss)
+
+            def _on_step(self) -> bool:
+                delta = self.model.num_timesteps - agent.num_timesteps
+                agent.num_timesteps = self.model.num_timesteps
+                bar.update(delta)
+                infos = self.locals.get("infos", ())
+                if infos:
+                    rewards = self.locals.get("rewards")
+                    if rewards is not None:
+                        agent.reward_sum += float(np.sum(rewards))
+                        agent.reward_count += len(rewards)
+                        self.logger.record_mean("dril/reward", float(np.mean(rewards)))
+                callback.update_locals(self.locals)
+                return callback.on_step()
+
+        remaining = target_timesteps - self.num_timesteps
+        if remaining <= 0:
+            return
+        self.model.num_timesteps = self.num_timesteps
+        self.model.learn(
+            remaining,
+            callback=_Bridge(),
+            reset_num_timesteps=False,
+            progress_bar=False,
+        )
+        self.num_timesteps = self.model.num_timesteps
+
+    def _rl_updates_seen(self) -> bool:
+        n = getattr(self.model, "_n_updates", 0)
+        seen = n > getattr(self, "_last_bc_update", -1) and n > 0
+        self._last_bc_update = n
+        return seen
+
+    def _install_sum_hook(self) -> None:
+        """``bc_mode="sum"``: before every RL optimizer step, add the gradient of
+        ``bc_coef`` x the BC loss of one demonstration batch (a summed loss)."""
+        if self.bc_mode != "sum" or self._step_hook is not None:
+            return
+        batches = self._demo_batches()
+
+        def hook(optimizer, args, kwargs):
+            loss = self.bc_coef * self._bc_batch_loss(next(batches))
+            loss.backward()
+
+        self._step_hook = self.model.policy.optimizer.register_step_pre_hook(hook)
+
+    def _demo_batches(self):
+        while True:
+            yield from self.demonstrations.iter_batches(
+                self.bc_batch_size, shuffle=True, seed=self._rng, device=self.device
+            )
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        return self.model.policy.predict(observation, state, episode_start, deterministic)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {
+            "pretrained": self.pretrained,
+            "policy_name": self._policy_name,
+            "env": _env_make_args(self.env),
+        }
+
+    def _extra_members(self) -> dict[str, bytes]:
+        buffer = io.BytesIO()
+        self.model.save(buffer)
+        with tempfile.TemporaryDirectory() as tmp:
+            demos_bytes = self.demonstrations.save(Path(tmp) / "demos.lfid").read_bytes()
+        dril_state = {
+            "ensemble": self.ensemble.state_dict(),
+            "bootstrap_counts": self.bootstrap_counts,
+            "thresholds": self.thresholds,
+            "bc_optimizer": self._bc_optimizer.state_dict(),
+            "rng": self._rng.bit_generator.state,
+            "policy_kwargs": self._policy_kwargs,
+        }
+        return {
+            "rl_model.zip": buffer.getvalue(),
+            "demonstrations.lfid": demos_bytes,
+            "dril.pt": torch_bytes(dril_state),
+        }
+
+    @classmethod
+    def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
+        extra = meta["extra"]
+        if env is None:
+            if extra.get("env") is None:
+                raise ValueError(
+                    "this DRIL was trained on an env without a JSON-able spec: pass env= to "
+                    "DRIL.load"
+                )
+            env = gym.make(extra["env"]["id"], **extra["env"]["kwargs"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "demos.lfid"
+            path.write_bytes(members["demonstrations.lfid"])
+            demos = Demonstrations.load(path, mmap=False)
+        state = torch_load(members["dril.pt"], torch.device("cpu"))
+        agent = cls(
+            env,
+            demos,
+            policy=extra["policy_name"],
+            policy_kwargs=state["policy_kwargs"],
+            device=device,
+            **hyperparameters,
+        )
+        agent.ensemble.load_state_dict(state["ensemble"])
+        agent.bootstrap_counts = state["bootstrap_counts"]
+        agent.thresholds = state["thresholds"]
+        if agent.thresholds is not None:
+            agent.reward_env.thresholds = agent.thresholds
+        agent._rng.bit_generator.state = state["rng"]
+        agent.model = agent.model.load(
+            io.BytesIO(members["rl_model.zip"]), env=agent.reward_env, device=agent.device
+        )
+        agent._bc_optimizer = torch.optim.Adam(
+            agent.model.policy.parameters(), lr=agent.bc_learning_rate
+        )
+        agent._bc_optimizer.load_state_dict(state["bc_optimizer"])
+        agent.pretrained = bool(extra["pretrained"])
+        return agent
+
+
+def _env_make_args(env: gym.Env) -> dict[str, Any] | None:
+    """``gym.make`` arguments that rebuild ``env`` on load, if they are plain values."""
+    if env.spec is None:
+        return None
+    try:
+        json.dumps(env.spec.kwargs)
+    except TypeError:
+        return None
+    return {"id": env.spec.id, "kwargs": dict(env.spec.kwargs)}
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+__all__ = ["DRIL", "Ensemble", "MinAtarCNN", "auto_policy", "ensemble_costs"]
