@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "compare" and args.suite == "atari-imitation":
+            return _atari_imitation(args)
         if args.command == "compare":
             entries = _compare_entries(args.subparser, args)
         if args.command == "demos":
@@ -131,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads; small MLPs train fastest with 1 (default: %(default)s)",
     )
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    compare.add_argument(
+        "--demos",
+        type=_int_list,
+        metavar="LIST",
+        help="--suite atari-imitation only: demonstration counts (default: 1,3,5,10,20)",
+    )
     # Usage errors found after parsing are reported with this subcommand's usage line.
     compare.set_defaults(subparser=compare)
 
@@ -197,6 +205,42 @@ def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             parser.error(f"{entry.env_id}: {exc}")
         out.append(entry)
     return out
+
+
+def _atari_imitation(args: argparse.Namespace) -> int:
+    """``--suite atari-imitation``: the demonstrations sweep of lfi_gym.imitation (score
+    against 1..20 expert episodes for BC, DAgger and DRIL) instead of label curves."""
+    import torch
+
+    from lfi_gym import imitation
+
+    torch.set_num_threads(args.threads)
+    suite = {entry.env_id: entry for entry in get_suite("atari-imitation")}
+    names = args.agents or imitation.SWEEP_AGENTS
+    try:
+        games = []
+        for env_id in args.env_ids or list(suite):
+            entry = suite.get(env_id)
+            games.append(
+                imitation.game_config(
+                    env_id,
+                    env_kwargs=dict(entry.env_kwargs) if entry else None,
+                    eval_episodes=args.eval_episodes or (entry.eval_episodes if entry else None),
+                )
+            )
+        imitation.run_sweep(
+            games,
+            agents_=names,
+            demos=args.demos or imitation.DEMO_COUNTS,
+            seeds=args.seeds,
+            out=args.out,
+            device=args.device,
+            progress_bar=not args.no_progress,
+        )
+    except ValueError as exc:
+        args.subparser.error(str(exc))
+    print(imitation.report(args.out))
+    return 0
 
 
 def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:

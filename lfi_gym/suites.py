@@ -199,8 +199,23 @@ MINATAR_BREAKOUT = SuiteEntry(
     env_kwargs={"horizon": 500},
 )
 
+# The DRIL paper's benchmark at CPU scale: score against the number of demonstrations
+# (1, 3, 5, 10, 20 episodes) for BC, DAgger and DRIL. ``lfi-gym compare --suite
+# atari-imitation`` runs it through lfi_gym.imitation (a demonstrations sweep, not a
+# label curve); the entries give the envs, their kwargs and evaluation episodes.
+ATARI_IMITATION = tuple(
+    SuiteEntry(
+        env_id=f"MinAtarImitation-{game}-v0",
+        agents=("bc", "dagger", "dril"),
+        eval_episodes=10,
+        env_kwargs={"horizon": 500},
+    )
+    for game in ("SpaceInvaders", "Freeway")
+)
+
 SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "default": (CARTPOLE, TINYREVIEWS, RANK_SYNTHETIC, MINATAR_BREAKOUT),
+    "atari-imitation": ATARI_IMITATION,
 }
 
 
