@@ -1,6 +1,6 @@
 """BC vs DAgger vs DRIL against the number of expert demonstrations (the DRIL paper's figure).
 
-    python benchmarks/dril_minatar.py --games Freeway,SpaceInvaders --demos 1,3 --seeds 3 \\
+    python benchmarks/dril_minatar.py --games Freeway,SpaceInvaders --demos 1,3 --n-seeds 3 \\
         --out /tmp/dril_runs/sweep --figure benchmarks/figures/dril_minatar.png
 
 Runs are cached one JSON file each under ``--out/runs`` (a stopped sweep resumes; two
@@ -18,14 +18,18 @@ from collections.abc import Sequence
 import torch
 
 
-def _ints(text: str) -> list[int]:
+def _ints(text: str, minimum: int = 1) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive ints, got {text!r}")
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"expected ints >= {minimum}, got {text!r}")
     return values
+
+
+def _seeds(text: str) -> list[int]:
+    return _ints(text, minimum=0)
 
 
 def _env_id(name: str) -> str:
@@ -37,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--games", default="Breakout,Asterix", help="comma-separated games")
     parser.add_argument("--agents", default="bc,dagger,dril", help="comma-separated agents")
     parser.add_argument("--demos", type=_ints, default=[1, 3, 5, 10, 20], help="e.g. 1,3")
-    parser.add_argument("--seeds", type=_ints, default=None, help="seeds, e.g. 0,1,2")
+    parser.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2")
     parser.add_argument("--n-seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--out", required=True, help="results folder")
     parser.add_argument("--figure", default=None, help="figure path (default OUT/...png)")
