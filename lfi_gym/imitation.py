@@ -366,6 +366,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, normalized: bool = Tr
     """Score against demonstrations, one panel per game, BC / DAgger / DRIL with 95% CIs."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     games = list(dict.fromkeys(r["env_id"] for r in rows))
     fig = Figure(figsize=(5.2 * max(len(games), 1), 4.2), layout="constrained")
@@ -395,6 +396,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, normalized: bool = Tr
         ax.set_xscale("log")
         ticks = sorted({r["n_demos"] for r in game_rows})
         ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())  # no "2x10^0" between 1 and 3
         ax.set_title(env_id)
         ax.set_xlabel("expert demonstrations (episodes)")
         ax.set_ylabel("expert-normalised score" if normalized else "score")
