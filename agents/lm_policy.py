@@ -431,11 +431,13 @@ class LMPolicy(torch.nn.Module):
         return values, distribution.log_prob(actions), distribution.entropy()
 
     def evaluate_generated(
-        self, observations: dict[str, torch.Tensor], *, values: bool = True
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        self, observations: dict[str, torch.Tensor], *, values: bool = True, entropy: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """Score every generated token of each observation in one forward pass.
 
-        Returns ``(values, log_prob, entropy)``, each ``(batch, generated columns)``: entry
+        Returns ``(values, log_prob, entropy)``, each ``(batch, generated columns)`` (values
+        None without a value head or with ``values=False``, entropy None with
+        ``entropy=False``, which skip their cost, e.g. for a frozen reference): entry
         ``[i, t]`` is for generated token ``t`` of row ``i``, under the distribution the
         policy had before it (the observation up to token ``t``). It equals
         :meth:`evaluate_actions` on each step's observation, at the cost of one forward
@@ -479,21 +481,23 @@ class LMPolicy(torch.nn.Module):
             )
             logits = out.logits[:, :-1]
             hidden = out.hidden_states[-1][:, p - 1 : -1] if want_hidden else None
+        # A new tensor (the division), so masking EOS in place is safe for autograd.
         logits = logits[..., : self.action_space.n].float() / self.temperature
         if self.min_new_tokens and self.eos_token_id is not None:
-            logits = logits.clone()
             logits[:, : self.min_new_tokens, self.eos_token_id] = float("-inf")
         log_probs = torch.log_softmax(logits, dim=-1)
         tokens = ids[:, p:]
         chosen = log_probs.gather(2, tokens.unsqueeze(-1)).squeeze(-1)
-        probs = log_probs.exp()
-        # Masked tokens have log-probability -inf: zero it before the product, or the
-        # backward pass computes 0 * inf = NaN.
-        entropy = -(probs * log_probs.masked_fill(probs == 0, 0.0)).sum(-1)
+        token_entropy = None
+        if entropy:
+            probs = log_probs.exp()
+            # Masked tokens have log-probability -inf: zero it before the product, or the
+            # backward pass computes 0 * inf = NaN.
+            token_entropy = -(probs * log_probs.masked_fill(probs == 0, 0.0)).sum(-1)
         token_values = None
         if hidden is not None:
             token_values = self.value_head(hidden.float()).squeeze(-1)
-        return token_values, chosen, entropy
+        return token_values, chosen, token_entropy
 
     def forward(
         self, observations: dict[str, torch.Tensor]

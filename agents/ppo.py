@@ -315,7 +315,9 @@ class PPO(BaseAgent):
         old_log_prob = first[1].detach()
         with torch.no_grad():
             if self.reference is not None:
-                _, ref_log_prob, _ = self._score(self.reference, batch, batch.all_tokens)
+                _, ref_log_prob, _ = self._score(
+                    self.reference, batch, batch.all_tokens, reference=True
+                )
                 kl = old_log_prob - ref_log_prob
             else:
                 kl = torch.zeros_like(old_log_prob)
@@ -345,7 +347,9 @@ class PPO(BaseAgent):
                 adv = normalized[index]
                 clipped = torch.clamp(ratio, 1 - self.clip_range, 1 + self.clip_range)
                 policy_loss = torch.max(-adv * ratio, -adv * clipped).mean()
-                loss = policy_loss - self.ent_coef * entropy.mean()
+                loss = policy_loss
+                if self.ent_coef > 0:  # else keep the vocabulary-wide entropy out of backward
+                    loss = loss - self.ent_coef * entropy.mean()
                 value_loss = torch.zeros((), device=self.device)
                 if values is not None:
                     value_loss = self._value_loss(values, old_values[index], returns[index])
@@ -389,17 +393,26 @@ class PPO(BaseAgent):
         return stats
 
     def _score(
-        self, model: torch.nn.Module, batch: _Batch, index: np.ndarray, *, grad: bool = False
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """(values, log-probabilities, entropies) of the batch's steps ``index``."""
+        self,
+        model: torch.nn.Module,
+        batch: _Batch,
+        index: np.ndarray,
+        *,
+        grad: bool = False,
+        reference: bool = False,
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """(values, log-probabilities, entropies) of the batch's steps ``index``; for the
+        frozen reference only the log-probabilities are needed."""
         with torch.set_grad_enabled(grad):
             if batch.sequence:
                 rows = batch.segments_of(index)
                 observations = batch.sequence_observations(rows, self.device)
-                values, log_prob, entropy = model(observations)  # evaluate_generated
-                keep = batch.columns_mask(rows, log_prob.shape[1], self.device)
-                values = None if values is None else values[keep]
-                return values, log_prob[keep], entropy[keep]
+                if reference:
+                    outputs = model.evaluate_generated(observations, values=False, entropy=False)
+                else:
+                    outputs = model(observations)  # evaluate_generated, through accelerate
+                keep = batch.columns_mask(rows, outputs[1].shape[1], self.device)
+                return tuple(None if t is None else t[keep] for t in outputs)
             observations = batch.step_observations(index, self.device)
             actions = torch.as_tensor(batch.actions[index], device=self.device)
             module = self.accelerator.unwrap_model(model)
