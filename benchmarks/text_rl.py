@@ -455,12 +455,12 @@ def time_scoring(agent: PPOPlusPlus) -> list[float]:
     spent = [0.0]
     score = agent._score
 
-    def timed(model: Any, batch: Any, index: Any, *, grad: bool = False) -> Any:
+    def timed(model: Any, batch: Any, index: Any, *, grad: bool = False, **kwargs: Any) -> Any:
         if grad:
-            return score(model, batch, index, grad=grad)
+            return score(model, batch, index, grad=grad, **kwargs)
         start = time.perf_counter()
         try:
-            return score(model, batch, index, grad=grad)
+            return score(model, batch, index, grad=grad, **kwargs)
         finally:
             spent[0] += time.perf_counter() - start
 
