@@ -118,7 +118,7 @@ def run_wave(
             for r in due:
                 restart_states[r] = snapshot.states[r]
 
-    _drive(
+    rollin_steps = _drive(
         env,
         obs,
         policies,
@@ -131,7 +131,8 @@ def run_wave(
     # Phase B: restart every row that switched and let the roll-out policy finish it.
     rows = sorted(restart_states)
     if rows:
-        obs, _ = env.reset_to([restart_states[r] for r in rows], indices=rows)
+        if rollin_steps:  # else every row still is where it was captured (e.g. PPO)
+            obs, _ = env.reset_to([restart_states[r] for r in rows], indices=rows)
         _drive(
             env,
             obs,
@@ -160,8 +161,9 @@ def _drive(
     active: Callable[[int, int], bool],
     check_reward: Callable[[float, int], None] | None,
     before_step: Callable[[int], None] | None = None,
-) -> None:
-    """Step the batch until no row is active; each active row acts by its owner's policy."""
+) -> int:
+    """Step the batch until no row is active, each active row acting by its owner's
+    policy; returns the number of steps taken."""
     n = env.num_envs
     caches: dict[str, Any] = {}
     view = obs  # what the policies are shown: frozen rows keep their last observation
@@ -173,7 +175,7 @@ def _drive(
             before_step(step)
         live = [r for r in range(n) if active(r, step)]
         if not live:
-            return
+            return step
         if members is None:
             # The rows each policy drives this phase, fixed at its start: it decodes only
             # those (a language model keeps one KV cache over them, finished rows frozen),
