@@ -124,11 +124,9 @@ class LMPolicy(torch.nn.Module):
         self.eos_token_id = eos_token_id
         if self.min_new_tokens and (prompt_length is None or eos_token_id is None):
             raise ValueError("min_new_tokens needs prompt_length and eos_token_id")
-        hidden = model.config.get_text_config().hidden_size
-        self.value_head = torch.nn.Linear(hidden, 1) if value_head else None
-        if self.value_head is not None:
-            torch.nn.init.zeros_(self.value_head.weight)
-            torch.nn.init.zeros_(self.value_head.bias)
+        self.value_head: torch.nn.Linear | None = None
+        if value_head:
+            self.add_value_head()
         self.set_training_mode(False)
 
     # -- construction ---------------------------------------------------------------------
@@ -243,6 +241,15 @@ class LMPolicy(torch.nn.Module):
             "min_new_tokens": self.min_new_tokens,
             "eos_token_id": self.eos_token_id,
         }
+
+    def add_value_head(self) -> None:
+        """Give the policy a fresh value head: a linear map of the last hidden state,
+        zero-initialised so that it starts by predicting 0 for every state."""
+        hidden = self.model.config.get_text_config().hidden_size
+        head = torch.nn.Linear(hidden, 1).to(next(self.model.parameters()).device)
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        self.value_head = head
 
     @property
     def device(self) -> torch.device:

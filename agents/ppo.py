@@ -622,10 +622,7 @@ def _build_policy(policy: Any, env: Any, policy_kwargs: dict[str, Any] | None, d
             raise ValueError("policy_kwargs only apply when policy is a name like 'LMPolicy'")
         module = make_learner(policy, None, None, None, device)
     if isinstance(module, LMPolicy) and module.value_head is None:
-        hidden = module.model.config.get_text_config().hidden_size
-        module.value_head = torch.nn.Linear(hidden, 1).to(module.device)
-        torch.nn.init.zeros_(module.value_head.weight)
-        torch.nn.init.zeros_(module.value_head.bias)
+        module.add_value_head()
     return module.to(device)
 
 
