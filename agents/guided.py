@@ -26,6 +26,7 @@ settings are :class:`agents.ppo.PPO`'s.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import gymnasium as gym
@@ -135,11 +136,30 @@ class AggreVaTeD(_Guided):
         return self._guided_plans(n_rows, self.beta, guide_first=False)
 
 
-class LOLS(_Guided):
-    """LOLS: per iteration, PPO++ (guide roll-in, ``ppo_beta``) with probability ``tau``
-    (paper: 0.8), else AggreVaTeD (guide roll-out, ``aggrevated_beta``)."""
+class _Alternating(_Guided):
+    """Guided agents that run each iteration as PPO++ or as AggreVaTeD (``iteration_mode``),
+    with ``ppo_beta`` / ``aggrevated_beta`` as the two modes' beta."""
 
     hyperparameter_names = (*_Guided.hyperparameter_names, "tau", "ppo_beta", "aggrevated_beta")
+
+    def __init__(self, env, policy: Any, *, ppo_beta: float, aggrevated_beta: float, **kwargs: Any):
+        self.ppo_beta = check_probability(ppo_beta, "ppo_beta")
+        self.aggrevated_beta = check_probability(aggrevated_beta, "aggrevated_beta")
+        super().__init__(env, policy, **kwargs)
+
+    @abstractmethod
+    def iteration_mode(self) -> str:
+        """``"ppo++"`` or ``"aggrevated"``: how this iteration runs."""
+
+    def _plans(self, n_rows: int) -> list[EpisodePlan]:
+        if self.iteration_mode() == "ppo++":
+            return self._guided_plans(n_rows, self.ppo_beta, guide_first=True)
+        return self._guided_plans(n_rows, self.aggrevated_beta, guide_first=False)
+
+
+class LOLS(_Alternating):
+    """LOLS: per iteration, PPO++ (guide roll-in, ``ppo_beta``) with probability ``tau``
+    (paper: 0.8), else AggreVaTeD (guide roll-out, ``aggrevated_beta``)."""
 
     def __init__(
         self,
@@ -152,9 +172,7 @@ class LOLS(_Guided):
         **kwargs: Any,
     ):
         self.tau = check_probability(tau, "tau")
-        self.ppo_beta = check_probability(ppo_beta, "ppo_beta")
-        self.aggrevated_beta = check_probability(aggrevated_beta, "aggrevated_beta")
-        super().__init__(env, policy, **kwargs)
+        super().__init__(env, policy, ppo_beta=ppo_beta, aggrevated_beta=aggrevated_beta, **kwargs)
         self._mode_iteration = -1
         self.mode = "ppo++"
 
@@ -164,11 +182,6 @@ class LOLS(_Guided):
             self._mode_iteration = self.iteration
             self.mode = "ppo++" if self._plan_rng.random() < self.tau else "aggrevated"
         return self.mode
-
-    def _plans(self, n_rows: int) -> list[EpisodePlan]:
-        if self.iteration_mode() == "ppo++":
-            return self._guided_plans(n_rows, self.ppo_beta, guide_first=True)
-        return self._guided_plans(n_rows, self.aggrevated_beta, guide_first=False)
 
     def _extra_members(self) -> dict[str, bytes]:
         from agents.base import torch_bytes
@@ -187,10 +200,8 @@ class LOLS(_Guided):
         return agent
 
 
-class D2LOLS(_Guided):
+class D2LOLS(_Alternating):
     """D2LOLS: AggreVaTeD for the first ``tau`` iterations (paper: 20), then PPO++."""
-
-    hyperparameter_names = (*_Guided.hyperparameter_names, "tau", "ppo_beta", "aggrevated_beta")
 
     def __init__(
         self,
@@ -205,17 +216,10 @@ class D2LOLS(_Guided):
         if isinstance(tau, bool) or not isinstance(tau, (int, np.integer)) or tau < 0:
             raise ValueError(f"tau must be a number of iterations >= 0, got {tau!r}")
         self.tau = int(tau)
-        self.ppo_beta = check_probability(ppo_beta, "ppo_beta")
-        self.aggrevated_beta = check_probability(aggrevated_beta, "aggrevated_beta")
-        super().__init__(env, policy, **kwargs)
+        super().__init__(env, policy, ppo_beta=ppo_beta, aggrevated_beta=aggrevated_beta, **kwargs)
 
     def iteration_mode(self) -> str:
         return "aggrevated" if self.iteration < self.tau else "ppo++"
-
-    def _plans(self, n_rows: int) -> list[EpisodePlan]:
-        if self.iteration_mode() == "ppo++":
-            return self._guided_plans(n_rows, self.ppo_beta, guide_first=True)
-        return self._guided_plans(n_rows, self.aggrevated_beta, guide_first=False)
 
 
 # -- checks ---------------------------------------------------------------------------------
