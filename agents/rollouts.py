@@ -57,7 +57,6 @@ class Segment:
     terminated: bool
     truncated: bool
     tail_rewards: list[float]
-    row: int
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -69,7 +68,6 @@ class Wave:
 
     segments: list[Segment]
     episode_returns: list[float]
-    final_infos: list[dict[str, Any]]
     steps: int  # env steps inside the episodes (roll-in and roll-out, both policies)
 
 
@@ -82,7 +80,6 @@ class _RowTrace:
     last_observation: Any = None
     terminated: bool = False
     truncated: bool = False
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -142,11 +139,10 @@ def run_wave(
             active=lambda row, step: row in restart_states and not traces[row].ended,
             check_reward=check_reward,
         )
-    segments = [s for r in range(n) if (s := _segment(traces[r], r)) is not None]
+    segments = [s for trace in traces if (s := _segment(trace)) is not None]
     return Wave(
         segments=segments,
         episode_returns=[float(sum(t.rewards)) for t in traces],
-        final_infos=[t.info for t in traces],
         steps=sum(len(t.actions) for t in traces),
     )
 
@@ -211,7 +207,7 @@ def _drive(
             trace.owners.append(owner_of(r))
             trace.observations.append(_row(obs, r))
             trace.actions.append(actions[r])
-        obs, rewards, terminated, truncated, infos = env.step(actions)
+        obs, rewards, terminated, truncated, _ = env.step(actions)
         for r in live:
             trace = traces[r]
             reward = float(rewards[r])
@@ -220,7 +216,6 @@ def _drive(
             trace.rewards.append(reward)
             trace.terminated, trace.truncated = bool(terminated[r]), bool(truncated[r])
             if trace.ended:
-                trace.info = _row_info(infos, r)
                 # With NEXT_STEP autoreset the row resets only at the following step, so
                 # the batch still holds the episode's last observation.
                 trace.last_observation = _row(obs, r)
@@ -228,7 +223,7 @@ def _drive(
         view = _freeze(view, obs, [r for r in live if active(r, step)])
 
 
-def _segment(trace: _RowTrace, row: int) -> Segment | None:
+def _segment(trace: _RowTrace) -> Segment | None:
     """The learner's contiguous run of steps in ``trace``, or None if it has none."""
     learner_steps = [i for i, owner in enumerate(trace.owners) if owner == LEARNER]
     if not learner_steps:
@@ -247,7 +242,6 @@ def _segment(trace: _RowTrace, row: int) -> Segment | None:
         terminated=trace.terminated if ended_here else False,
         truncated=trace.truncated if ended_here else False,
         tail_rewards=trace.rewards[last:],
-        row=row,
     )
 
 
@@ -301,17 +295,4 @@ def _freeze(view: Any, obs: Any, moving: list[int]) -> Any:
         return out
     out = np.array(view)
     out[moving] = obs[moving]
-    return out
-
-
-def _row_info(infos: dict[str, Any], r: int) -> dict[str, Any]:
-    """Row ``r``'s entries of a vector env's batched info dict."""
-    out = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        present = infos.get(f"_{key}")
-        if present is not None and not present[r]:
-            continue
-        out[key] = _row_info(value, r) if isinstance(value, dict) else value[r]
     return out
