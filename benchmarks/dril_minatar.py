@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="results folder")
     parser.add_argument("--figure", default=None, help="figure path (default OUT/...png)")
     parser.add_argument("--timesteps", type=int, default=None, help="DRIL RL steps per run")
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="also score DRIL every N RL steps"
+    )
+    parser.add_argument(
+        "--report-steps", type=int, default=None, help="report DRIL at this point of its curve"
+    )
     parser.add_argument("--eval-episodes", type=int, default=None)
     parser.add_argument("--bc-epochs", type=int, default=None, help="BC / ensemble passes")
     parser.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON for gym.make")
@@ -72,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bc_epochs=args.bc_epochs,
                 env_kwargs=args.env_kwargs,
                 dril_kwargs=args.dril_kwargs,
+                dril_eval_every=args.eval_every,
             )
             for g in args.games.split(",")
             if g.strip()
@@ -86,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tensorboard_log=args.tensorboard_log,
             progress_bar=not args.no_progress,
         )
-    print(report(args.out, args.figure))
+    print(report(args.out, args.figure, args.report_steps))
     return 0
 
 

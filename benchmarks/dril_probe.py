@@ -8,6 +8,8 @@ training reward.
 
     python benchmarks/dril_probe.py --game Freeway --demos 1 --steps 200000 --seed 0 \
         --dril-kwargs '{"quantile": 0.9}'
+
+``--eval-every N`` also scores DRIL every N steps (``dril_curve``: steps -> score).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000, help="DRIL RL steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dril-kwargs", default="{}", help="JSON for DRIL, e.g. a quantile")
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="also score DRIL every N RL steps"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = imitation.game_config(f"MinAtarImitation-{args.game}-v0")
@@ -56,7 +61,11 @@ def main() -> None:
             obs, _ = env.reset()
     on_rollout = float((dril.rewards(np.array(observations), np.array(actions)) > 0).mean())
     on_demos = float((dril.rewards(demos.observations, demos.actions) > 0).mean())
-    dril.learn(args.steps)
+    curve = {}
+    chunk = args.eval_every or args.steps
+    while dril.num_timesteps < args.steps:
+        dril.learn(min(chunk, args.steps - dril.num_timesteps), reset_num_timesteps=False)
+        curve[dril.num_timesteps] = float(np.mean(imitation.evaluate(dril, config, args.seed)))
     print(
         json.dumps(
             {
@@ -65,7 +74,8 @@ def main() -> None:
                 "seed": args.seed,
                 "dril_kwargs": json.loads(args.dril_kwargs),
                 "bc_warm_start": warm_start,
-                "dril": float(np.mean(imitation.evaluate(dril, config, args.seed))),
+                "dril": curve[dril.num_timesteps],
+                "dril_curve": curve,
                 "plus_one_rate_bc_rollout": on_rollout,
                 "plus_one_rate_demos": on_demos,
                 "train_reward_mean": dril.reward_sum / max(dril.reward_count, 1),

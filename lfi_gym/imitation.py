@@ -52,6 +52,8 @@ class ImitationGame:
     dagger_rounds: int = 10
     dril_timesteps: int = 200_000
     dril_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Also score DRIL every this many RL steps (its learning curve in the run's file).
+    dril_eval_every: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,8 +118,11 @@ def train_agent(
     device: str = "cpu",
     tensorboard_log: str | None = None,
     progress_bar: bool = False,
+    curve: list[tuple[int, list[float]]] | None = None,
 ) -> tuple[Any, int]:
-    """Train one agent; returns (policy, expert labels used)."""
+    """Train one agent; returns (policy, expert labels used). With
+    ``game.dril_eval_every``, DRIL's (RL steps, evaluation scores) are appended to
+    ``curve`` every that many steps."""
     import agents
     import envs
     from agents.dril import auto_policy
@@ -160,7 +165,12 @@ def train_agent(
             tensorboard_log=tensorboard_log,
             **game.dril_kwargs,
         )
-        dril.learn(game.dril_timesteps, progress_bar=progress_bar)
+        chunk = game.dril_eval_every or game.dril_timesteps
+        while dril.num_timesteps < game.dril_timesteps:
+            steps = min(chunk, game.dril_timesteps - dril.num_timesteps)
+            dril.learn(steps, progress_bar=progress_bar, reset_num_timesteps=False)
+            if game.dril_eval_every and curve is not None:
+                curve.append((dril.num_timesteps, evaluate(dril, game, seed)))
         return dril, len(demos)
     raise ValueError(f"unknown agent {agent!r}; the sweep runs {', '.join(SWEEP_AGENTS)}")
 
@@ -245,6 +255,7 @@ def run_sweep(
         bar.set_postfix_str(f"{game.env_id.split('-')[1]} {agent} {n} demos seed {seed}")
         if not path.exists():
             started = time.perf_counter()
+            curve: list[tuple[int, list[float]]] = []
             policy, labels = train_agent(
                 game,
                 agent,
@@ -252,6 +263,7 @@ def run_sweep(
                 seed,
                 device=device,
                 tensorboard_log=tensorboard_log,
+                curve=curve,
             )
             train_time = time.perf_counter() - started
             scores = evaluate(policy, game, seed)
@@ -266,6 +278,11 @@ def run_sweep(
                 "train_time_s": train_time,
                 "config": game.to_dict(),
             }
+            if curve:
+                record["curve"] = [
+                    {"steps": steps, "score_mean": float(np.mean(scores))}
+                    for steps, scores in curve
+                ]
             _write_json(path, record)
         bar.update(1)
     bar.close()
@@ -307,10 +324,26 @@ def load_runs(out: str | Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((Path(out) / "runs").glob("*.json"))]
 
 
-def summarize(out: str | Path) -> list[dict[str, Any]]:
+def _at_steps(run: dict[str, Any], steps: int) -> dict[str, Any]:
+    """A DRIL run as if it had stopped at ``steps`` RL steps (a point of its curve)."""
+    for point in run.get("curve", ()):
+        if point["steps"] == steps:
+            return {**run, "score_mean": point["score_mean"]}
+    marks = [point["steps"] for point in run.get("curve", ())]
+    raise ValueError(
+        f"run {run['env_id']} dril {run['n_demos']} demos seed {run['seed']} has no score at "
+        f"{steps} RL steps (its curve has {marks or 'no points'}); run the sweep with "
+        f"dril_eval_every dividing {steps}"
+    )
+
+
+def summarize(out: str | Path, dril_steps: int | None = None) -> list[dict[str, Any]]:
     """One row per (game, agent, demonstrations): raw and normalised mean over seeds (each
-    seed's score is its mean over evaluation episodes) with 95% bootstrap CIs."""
+    seed's score is its mean over evaluation episodes) with 95% bootstrap CIs.
+    ``dril_steps`` takes DRIL's scores at that point of its curve instead of its end."""
     runs = load_runs(out)
+    if dril_steps is not None:
+        runs = [_at_steps(r, dril_steps) if r["agent"] == "dril" else r for r in runs]
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["env_id"], run["agent"], run["n_demos"]), []).append(run)
@@ -410,9 +443,10 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, normalized: bool = Tr
     return path
 
 
-def report(out: str | Path, figure: str | Path | None = None) -> str:
-    """Write ``summary.json``, ``summary.md`` and the figure into ``out``; return the table."""
-    rows = summarize(out)
+def report(out: str | Path, figure: str | Path | None = None, dril_steps: int | None = None) -> str:
+    """Write ``summary.json``, ``summary.md`` and the figure into ``out``; return the table.
+    ``dril_steps``: DRIL as scored at that many RL steps (see :func:`summarize`)."""
+    rows = summarize(out, dril_steps)
     table = markdown_table(rows)
     _write_json(Path(out) / "summary.json", rows)
     (Path(out) / "summary.md").write_text(table + "\n")

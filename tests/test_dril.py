@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import gymnasium as gym
 import numpy as np
@@ -306,3 +307,32 @@ def test_shared_trunk_option_has_one_trunk_and_distinct_heads(cartpole_demos):
     assert not torch.allclose(probs[0], probs[1])
     rewards = dril.rewards(cartpole_demos.observations, cartpole_demos.actions)
     assert 0.95 <= (rewards > 0).mean() < 1.0
+
+
+def test_sweep_records_the_dril_curve_and_reports_any_point_of_it(tmp_path):
+    from lfi_gym import imitation
+
+    game = dataclasses.replace(
+        imitation.game_config("MinAtarImitation-Breakout-v0"),
+        env_kwargs={"horizon": 30},
+        eval_episodes=2,
+        bc_epochs=1,
+        dril_timesteps=64,
+        dril_eval_every=32,
+        dril_kwargs={"ensemble_size": 2, "n_envs": 2, "rl_kwargs": {"n_steps": 16}},
+    )
+    imitation.run_sweep(
+        [game], agents_=["bc", "dril"], demos=[1], seeds=[0], out=tmp_path, progress_bar=False
+    )
+    (run,) = [r for r in imitation.load_runs(tmp_path) if r["agent"] == "dril"]
+    assert [p["steps"] for p in run["curve"]] == [32, 64]
+    assert run["curve"][-1]["score_mean"] == run["score_mean"]
+    # Doctor the first point: the report at 32 steps must take it, BC must be untouched.
+    path = imitation.run_path(tmp_path, game.env_id, "dril", 1, 0)
+    run["curve"][0]["score_mean"] = 123.0
+    path.write_text(json.dumps(run))
+    rows = {r["agent"]: r for r in imitation.summarize(tmp_path, dril_steps=32)}
+    assert rows["dril"]["raw_mean"] == 123.0
+    assert rows["bc"]["raw_mean"] == imitation.summarize(tmp_path)[0]["raw_mean"]
+    with pytest.raises(ValueError, match="no score at 48 RL steps"):
+        imitation.summarize(tmp_path, dril_steps=48)
