@@ -443,12 +443,102 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, normalized: bool = Tr
     return path
 
 
+def curve_rows(out: str | Path) -> list[dict[str, Any]]:
+    """DRIL's learning curves: one row per (game, demonstrations, RL steps) that every seed
+    of the group reached, normalised mean over seeds with a 95% bootstrap CI, and the
+    normalised BC mean of the same seeds (``bc_mean``, None without BC runs)."""
+    runs = load_runs(out)
+    bc = {
+        (r["env_id"], r["n_demos"], r["seed"]): r["score_mean"] for r in runs if r["agent"] == "bc"
+    }
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        if run["agent"] == "dril" and run.get("curve"):
+            groups.setdefault((run["env_id"], run["n_demos"]), []).append(run)
+    rows = []
+    for (env_id, n), group in sorted(groups.items()):
+        ref = json.loads((Path(out) / "reference" / f"{env_id}.json").read_text())
+        scale = (ref["oracle"] - ref["random"]) or 1.0
+        per_seed = [{p["steps"]: p["score_mean"] for p in run["curve"]} for run in group]
+        common = sorted(set.intersection(*(set(points) for points in per_seed)))
+        bc_scores = [bc.get((env_id, n, run["seed"])) for run in group]
+        bc_mean = (
+            None
+            if any(v is None for v in bc_scores)
+            else float((np.mean(bc_scores) - ref["random"]) / scale)
+        )
+        for steps in common:
+            norm = (np.array([points[steps] for points in per_seed]) - ref["random"]) / scale
+            rows.append(
+                {
+                    "env_id": env_id,
+                    "n_demos": n,
+                    "steps": steps,
+                    "n_seeds": len(group),
+                    "normalized_mean": float(norm.mean()),
+                    "normalized_ci": bootstrap_ci(norm),
+                    "bc_mean": bc_mean,
+                }
+            )
+    return rows
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """DRIL's normalised score against RL steps, one panel per game and one line per number
+    of demonstrations, with BC's score on the same seeds as a dashed line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    games = list(dict.fromkeys(r["env_id"] for r in rows))
+    fig = Figure(figsize=(4.6 * max(len(games), 1), 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(len(games), 1), squeeze=False).ravel()
+    for ax, env_id in zip(axes, games, strict=False):
+        game_rows = [r for r in rows if r["env_id"] == env_id]
+        for i, n in enumerate(sorted({r["n_demos"] for r in game_rows})):
+            points = [r for r in game_rows if r["n_demos"] == n]
+            x = np.array([r["steps"] for r in points])
+            ax.plot(
+                x,
+                [r["normalized_mean"] for r in points],
+                marker="o",
+                color=f"C{i}",
+                label=f"DRIL, {n} demo{'s' if n > 1 else ''} ({points[0]['n_seeds']} seeds)",
+            )
+            ax.fill_between(
+                x,
+                [r["normalized_ci"][0] for r in points],
+                [r["normalized_ci"][1] for r in points],
+                color=f"C{i}",
+                alpha=0.2,
+                linewidth=0,
+            )
+            if points[0]["bc_mean"] is not None:
+                ax.axhline(points[0]["bc_mean"], color=f"C{i}", linestyle="--", linewidth=1.2)
+        ax.axhline(1.0, color="0.3", linestyle=":", linewidth=1.0)
+        ax.set_title(env_id)
+        ax.set_xlabel("DRIL RL steps")
+        ax.set_ylabel("expert-normalised score")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=7)
+    fig.suptitle("DRIL against RL steps (dashed: BC on the same seeds; dotted: oracle)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def report(out: str | Path, figure: str | Path | None = None, dril_steps: int | None = None) -> str:
     """Write ``summary.json``, ``summary.md`` and the figure into ``out``; return the table.
-    ``dril_steps``: DRIL as scored at that many RL steps (see :func:`summarize`)."""
+    ``dril_steps``: DRIL as scored at that many RL steps (see :func:`summarize`). Where
+    DRIL runs have learning curves, their figure goes beside the first (``*_curves.png``)."""
     rows = summarize(out, dril_steps)
     table = markdown_table(rows)
     _write_json(Path(out) / "summary.json", rows)
     (Path(out) / "summary.md").write_text(table + "\n")
-    plot(rows, figure or Path(out) / "score_vs_demos.png")
+    figure = Path(figure or Path(out) / "score_vs_demos.png")
+    plot(rows, figure)
+    curves = curve_rows(out)
+    if curves:
+        plot_curves(curves, figure.with_name(f"{figure.stem}_curves.png"))
     return table

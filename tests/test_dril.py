@@ -336,3 +336,11 @@ def test_sweep_records_the_dril_curve_and_reports_any_point_of_it(tmp_path):
     assert rows["bc"]["raw_mean"] == imitation.summarize(tmp_path)[0]["raw_mean"]
     with pytest.raises(ValueError, match="no score at 48 RL steps"):
         imitation.summarize(tmp_path, dril_steps=48)
+    curve = imitation.curve_rows(tmp_path)
+    assert [(r["n_demos"], r["steps"]) for r in curve] == [(1, 32), (1, 64)]
+    ref = json.loads((tmp_path / "reference" / f"{game.env_id}.json").read_text())
+    scale = ref["oracle"] - ref["random"]
+    assert curve[0]["normalized_mean"] == pytest.approx((123.0 - ref["random"]) / scale)
+    assert curve[0]["bc_mean"] == pytest.approx((rows["bc"]["raw_mean"] - ref["random"]) / scale)
+    imitation.report(tmp_path)
+    assert (tmp_path / "score_vs_demos_curves.png").stat().st_size > 1000
