@@ -325,22 +325,24 @@ def load_runs(out: str | Path) -> list[dict[str, Any]]:
 
 
 def _at_steps(run: dict[str, Any], steps: int) -> dict[str, Any]:
-    """A DRIL run as if it had stopped at ``steps`` RL steps (a point of its curve)."""
-    for point in run.get("curve", ()):
-        if point["steps"] == steps:
-            return {**run, "score_mean": point["score_mean"]}
-    marks = [point["steps"] for point in run.get("curve", ())]
-    raise ValueError(
-        f"run {run['env_id']} dril {run['n_demos']} demos seed {run['seed']} has no score at "
-        f"{steps} RL steps (its curve has {marks or 'no points'}); run the sweep with "
-        f"dril_eval_every dividing {steps}"
-    )
+    """A DRIL run as scored at its first curve point at or past ``steps`` RL steps (SB3
+    counts steps in whole rollouts, so a point lands a little past a round number)."""
+    points = [p for p in run.get("curve", ()) if p["steps"] >= steps]
+    if not points:
+        marks = [p["steps"] for p in run.get("curve", ())]
+        raise ValueError(
+            f"run {run['env_id']} dril {run['n_demos']} demos seed {run['seed']} has no score "
+            f"at or past {steps} RL steps (its curve has {marks or 'no points'}); run the "
+            f"sweep with dril_eval_every and enough dril_timesteps"
+        )
+    return {**run, "score_mean": min(points, key=lambda p: p["steps"])["score_mean"]}
 
 
 def summarize(out: str | Path, dril_steps: int | None = None) -> list[dict[str, Any]]:
     """One row per (game, agent, demonstrations): raw and normalised mean over seeds (each
     seed's score is its mean over evaluation episodes) with 95% bootstrap CIs.
-    ``dril_steps`` takes DRIL's scores at that point of its curve instead of its end."""
+    ``dril_steps`` takes DRIL's scores at that point of its curve (the first point at or
+    past it) instead of its end."""
     runs = load_runs(out)
     if dril_steps is not None:
         runs = [_at_steps(r, dril_steps) if r["agent"] == "dril" else r for r in runs]
