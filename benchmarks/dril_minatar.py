@@ -38,7 +38,7 @@ def _env_id(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--games", default="Breakout,Asterix", help="comma-separated games")
+    parser.add_argument("--games", default="SpaceInvaders,Freeway", help="comma-separated games")
     parser.add_argument("--agents", default="bc,dagger,dril", help="comma-separated agents")
     parser.add_argument("--demos", type=_ints, default=[1, 3, 5, 10, 20], help="e.g. 1,3")
     parser.add_argument("--seeds", type=_seeds, default=None, help="seeds, e.g. 0,1,2")
