@@ -55,6 +55,16 @@ class ImitationGame:
     #: Also score DRIL every this many RL steps (its learning curve in the run's file).
     dril_eval_every: int | None = None
 
+    def __post_init__(self) -> None:
+        every = self.dril_eval_every
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, int) or every <= 0
+        ):
+            raise ValueError(
+                f"dril_eval_every must be a positive number of RL steps or None (no curve), "
+                f"got {every!r}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -346,3 +346,5 @@ def test_sweep_records_the_dril_curve_and_reports_any_point_of_it(tmp_path):
     assert curve[0]["bc_mean"] == pytest.approx((rows["bc"]["raw_mean"] - ref["random"]) / scale)
     imitation.report(tmp_path)
     assert (tmp_path / "score_vs_demos_curves.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="dril_eval_every must be a positive"):
+        dataclasses.replace(game, dril_eval_every=0)
