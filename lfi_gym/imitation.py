@@ -392,6 +392,58 @@ def summarize(out: str | Path, dril_steps: int | None = None) -> list[dict[str, 
     return rows
 
 
+def paired_differences(
+    out: str | Path, agent: str = "dril", baseline: str = "bc", dril_steps: int | None = None
+) -> list[dict[str, Any]]:
+    """``agent`` minus ``baseline``, normalised, paired by seed (both trained on that seed's
+    demonstrations): one row per (game, demonstrations) with the mean difference, its 95%
+    bootstrap CI and the per-seed (agent, baseline) raw scores."""
+    runs = load_runs(out)
+    if dril_steps is not None:
+        runs = [_at_steps(r, dril_steps) if r["agent"] == "dril" else r for r in runs]
+    scores: dict[tuple[str, int, str], dict[int, float]] = {}
+    for run in runs:
+        key = (run["env_id"], run["n_demos"], run["agent"])
+        scores.setdefault(key, {})[run["seed"]] = run["score_mean"]
+    rows = []
+    for env_id, n in sorted({(e, n) for e, n, a in scores if a == agent}):
+        ours, theirs = scores[(env_id, n, agent)], scores.get((env_id, n, baseline), {})
+        seeds = sorted(set(ours) & set(theirs))
+        if not seeds:
+            continue
+        ref = json.loads((Path(out) / "reference" / f"{env_id}.json").read_text())
+        scale = (ref["oracle"] - ref["random"]) or 1.0
+        diffs = np.array([(ours[s] - theirs[s]) / scale for s in seeds])
+        rows.append(
+            {
+                "env_id": env_id,
+                "n_demos": n,
+                "seeds": seeds,
+                "pairs": [(ours[s], theirs[s]) for s in seeds],
+                "difference_mean": float(diffs.mean()),
+                "difference_ci": bootstrap_ci(diffs),
+            }
+        )
+    return rows
+
+
+def paired_table(rows: Sequence[dict[str, Any]], agent: str = "dril", baseline: str = "bc") -> str:
+    """:func:`paired_differences` as a markdown table."""
+    lines = [
+        f"| game | demos | seeds | {agent} / {baseline} per seed "
+        "| normalised difference (95% CI) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        pairs = ", ".join(f"{a:g} / {b:g}" for a, b in r["pairs"])
+        low, high = r["difference_ci"]
+        lines.append(
+            f"| {r['env_id'].split('-')[1]} | {r['n_demos']} | {len(r['seeds'])} | {pairs} | "
+            f"{r['difference_mean']:+.2f} [{low:+.2f}, {high:+.2f}] |"
+        )
+    return "\n".join(lines)
+
+
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """The summary as a markdown table."""
     lines = [
@@ -546,11 +598,15 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 
 def report(out: str | Path, figure: str | Path | None = None, dril_steps: int | None = None) -> str:
-    """Write ``summary.json``, ``summary.md`` and the figure into ``out``; return the table.
-    ``dril_steps``: DRIL as scored at that many RL steps (see :func:`summarize`). Where
-    DRIL runs have learning curves, their figure goes beside the first (``*_curves.png``)."""
+    """Write ``summary.json``, ``summary.md`` and the figure into ``out``; return the table,
+    followed by DRIL minus BC paired by seed where both ran. ``dril_steps``: DRIL as scored
+    at that many RL steps (see :func:`summarize`). Where DRIL runs have learning curves,
+    their figure goes beside the first (``*_curves.png``)."""
     rows = summarize(out, dril_steps)
     table = markdown_table(rows)
+    paired = paired_differences(out, dril_steps=dril_steps)
+    if paired:
+        table += "\n\nDRIL minus BC, paired by seed:\n\n" + paired_table(paired)
     _write_json(Path(out) / "summary.json", rows)
     (Path(out) / "summary.md").write_text(table + "\n")
     figure = Path(figure or Path(out) / "score_vs_demos.png")

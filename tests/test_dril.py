@@ -344,7 +344,14 @@ def test_sweep_records_the_dril_curve_and_reports_any_point_of_it(tmp_path):
     scale = ref["oracle"] - ref["random"]
     assert curve[0]["normalized_mean"] == pytest.approx((123.0 - ref["random"]) / scale)
     assert curve[0]["bc_mean"] == pytest.approx((rows["bc"]["raw_mean"] - ref["random"]) / scale)
-    imitation.report(tmp_path)
+    (paired,) = imitation.paired_differences(tmp_path)
+    assert paired["pairs"] == [(run["score_mean"], rows["bc"]["raw_mean"])]
+    expected = (run["score_mean"] - rows["bc"]["raw_mean"]) / scale
+    assert paired["difference_mean"] == pytest.approx(expected)
+    (early,) = imitation.paired_differences(tmp_path, dril_steps=32)
+    assert early["difference_mean"] == pytest.approx((123.0 - rows["bc"]["raw_mean"]) / scale)
+    text = imitation.report(tmp_path)
+    assert "DRIL minus BC, paired by seed" in text and "| Breakout | 1 | 1 |" in text
     assert (tmp_path / "score_vs_demos_curves.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="dril_eval_every must be a positive"):
         dataclasses.replace(game, dril_eval_every=0)
