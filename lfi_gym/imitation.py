@@ -504,8 +504,9 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, normalized: bool = Tr
         ax.set_ylabel("expert-normalised score" if normalized else "score")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-    n_seeds = max((r["n_seeds"] for r in rows), default=0)
-    fig.suptitle(f"BC vs DAgger vs DRIL, mean and 95% bootstrap CI over {n_seeds} seeds")
+    counts = sorted({r["n_seeds"] for r in rows}) or [0]
+    seeds = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    fig.suptitle(f"BC vs DAgger vs DRIL, mean and 95% bootstrap CI over {seeds} seeds")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
