@@ -252,10 +252,11 @@ def test_sb3_vec_wrapper_keeps_env_reward():
     assert infos[0]["env_reward"] == 1.0 and infos[0]["dril_cost"] == 1.0
 
 
-def test_sweep_summary_and_bootstrap_ci(tmp_path):
+def _tiny_breakout(**overrides):
+    """The benchmark's Breakout entry at test size: 30-step episodes, 64 DRIL steps."""
     from lfi_gym import imitation
 
-    game = dataclasses.replace(
+    return dataclasses.replace(
         imitation.game_config("MinAtarImitation-Breakout-v0"),
         env_kwargs={"horizon": 30},
         eval_episodes=2,
@@ -263,7 +264,14 @@ def test_sweep_summary_and_bootstrap_ci(tmp_path):
         dagger_rounds=2,
         dril_timesteps=64,
         dril_kwargs={"ensemble_size": 2, "n_envs": 2, "rl_kwargs": {"n_steps": 16}},
+        **overrides,
     )
+
+
+def test_sweep_summary_and_bootstrap_ci(tmp_path):
+    from lfi_gym import imitation
+
+    game = _tiny_breakout()
     imitation.run_sweep([game], demos=[1], seeds=[0, 1], out=tmp_path, progress_bar=False)
     rows = imitation.summarize(tmp_path)
     assert {(r["agent"], r["n_seeds"]) for r in rows} == {("bc", 2), ("dagger", 2), ("dril", 2)}
@@ -312,15 +320,7 @@ def test_shared_trunk_option_has_one_trunk_and_distinct_heads(cartpole_demos):
 def test_sweep_records_the_dril_curve_and_reports_any_point_of_it(tmp_path):
     from lfi_gym import imitation
 
-    game = dataclasses.replace(
-        imitation.game_config("MinAtarImitation-Breakout-v0"),
-        env_kwargs={"horizon": 30},
-        eval_episodes=2,
-        bc_epochs=1,
-        dril_timesteps=64,
-        dril_eval_every=32,
-        dril_kwargs={"ensemble_size": 2, "n_envs": 2, "rl_kwargs": {"n_steps": 16}},
-    )
+    game = _tiny_breakout(dril_eval_every=32)
     imitation.run_sweep(
         [game], agents_=["bc", "dril"], demos=[1], seeds=[0], out=tmp_path, progress_bar=False
     )
