@@ -339,6 +339,24 @@ def load_runs(out: str | Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((Path(out) / "runs").glob("*.json"))]
 
 
+def _reference(out: str | Path, env_id: str) -> dict[str, float]:
+    return json.loads((Path(out) / "reference" / f"{env_id}.json").read_text())
+
+
+def _normalize(scores: Any, reference: dict[str, float]) -> np.ndarray:
+    """(score - random) / (oracle - random); a zero range leaves scores shifted only."""
+    scale = (reference["oracle"] - reference["random"]) or 1.0
+    return (np.asarray(scores, dtype=np.float64) - reference["random"]) / scale
+
+
+def _runs_at(out: str | Path, dril_steps: int | None) -> list[dict[str, Any]]:
+    """The runs in ``out``, DRIL's as scored at ``dril_steps`` (its end when None)."""
+    runs = load_runs(out)
+    if dril_steps is None:
+        return runs
+    return [_at_steps(r, dril_steps) if r["agent"] == "dril" else r for r in runs]
+
+
 def _at_steps(run: dict[str, Any], steps: int) -> dict[str, Any]:
     """A DRIL run as scored at its first curve point at or past ``steps`` RL steps (SB3
     counts steps in whole rollouts, so a point lands a little past a round number)."""
@@ -358,9 +376,7 @@ def summarize(out: str | Path, dril_steps: int | None = None) -> list[dict[str, 
     seed's score is its mean over evaluation episodes) with 95% bootstrap CIs.
     ``dril_steps`` takes DRIL's scores at that point of its curve (the first point at or
     past it) instead of its end."""
-    runs = load_runs(out)
-    if dril_steps is not None:
-        runs = [_at_steps(r, dril_steps) if r["agent"] == "dril" else r for r in runs]
+    runs = _runs_at(out, dril_steps)
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault((run["env_id"], run["agent"], run["n_demos"]), []).append(run)
@@ -369,10 +385,9 @@ def summarize(out: str | Path, dril_steps: int | None = None) -> list[dict[str, 
     for (env_id, agent, n), group in sorted(
         groups.items(), key=lambda kv: (kv[0][0], kv[0][2], order.get(kv[0][1], 99))
     ):
-        ref = json.loads((Path(out) / "reference" / f"{env_id}.json").read_text())
+        ref = _reference(out, env_id)
         raw = np.array([r["score_mean"] for r in group])
-        scale = ref["oracle"] - ref["random"]
-        norm = (raw - ref["random"]) / (scale if scale != 0 else 1.0)
+        norm = _normalize(raw, ref)
         rows.append(
             {
                 "env_id": env_id,
@@ -398,9 +413,7 @@ def paired_differences(
     """``agent`` minus ``baseline``, normalised, paired by seed (both trained on that seed's
     demonstrations): one row per (game, demonstrations) with the mean difference, its 95%
     bootstrap CI and the per-seed (agent, baseline) raw scores."""
-    runs = load_runs(out)
-    if dril_steps is not None:
-        runs = [_at_steps(r, dril_steps) if r["agent"] == "dril" else r for r in runs]
+    runs = _runs_at(out, dril_steps)
     scores: dict[tuple[str, int, str], dict[int, float]] = {}
     for run in runs:
         key = (run["env_id"], run["n_demos"], run["agent"])
@@ -411,9 +424,10 @@ def paired_differences(
         seeds = sorted(set(ours) & set(theirs))
         if not seeds:
             continue
-        ref = json.loads((Path(out) / "reference" / f"{env_id}.json").read_text())
-        scale = (ref["oracle"] - ref["random"]) or 1.0
-        diffs = np.array([(ours[s] - theirs[s]) / scale for s in seeds])
+        ref = _reference(out, env_id)
+        diffs = _normalize([ours[s] for s in seeds], ref) - _normalize(
+            [theirs[s] for s in seeds], ref
+        )
         rows.append(
             {
                 "env_id": env_id,
@@ -527,18 +541,17 @@ def curve_rows(out: str | Path) -> list[dict[str, Any]]:
             groups.setdefault((run["env_id"], run["n_demos"]), []).append(run)
     rows = []
     for (env_id, n), group in sorted(groups.items()):
-        ref = json.loads((Path(out) / "reference" / f"{env_id}.json").read_text())
-        scale = (ref["oracle"] - ref["random"]) or 1.0
+        ref = _reference(out, env_id)
         per_seed = [{p["steps"]: p["score_mean"] for p in run["curve"]} for run in group]
         common = sorted(set.intersection(*(set(points) for points in per_seed)))
         bc_scores = [bc.get((env_id, n, run["seed"])) for run in group]
         bc_mean = (
             None
             if any(v is None for v in bc_scores)
-            else float((np.mean(bc_scores) - ref["random"]) / scale)
+            else float(_normalize(np.mean(bc_scores), ref))
         )
         for steps in common:
-            norm = (np.array([points[steps] for points in per_seed]) - ref["random"]) / scale
+            norm = _normalize([points[steps] for points in per_seed], ref)
             rows.append(
                 {
                     "env_id": env_id,
