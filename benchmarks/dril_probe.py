@@ -38,7 +38,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = imitation.game_config(f"MinAtarImitation-{args.game}-v0")
+    config = imitation.game_config(
+        f"MinAtarImitation-{args.game}-v0",
+        dril_timesteps=args.steps,
+        dril_eval_every=args.eval_every or args.steps,
+    )
     demos = imitation.collect_demonstrations(config, args.demos, args.seed)
     env = gym.make(config.env_id, **config.env_kwargs)
     dril = DRIL(
@@ -61,11 +65,10 @@ def main() -> None:
             obs, _ = env.reset()
     on_rollout = float((dril.rewards(np.array(observations), np.array(actions)) > 0).mean())
     on_demos = float((dril.rewards(demos.observations, demos.actions) > 0).mean())
-    curve = {}
-    chunk = args.eval_every or args.steps
-    while dril.num_timesteps < args.steps:
-        dril.learn(min(chunk, args.steps - dril.num_timesteps), reset_num_timesteps=False)
-        curve[dril.num_timesteps] = float(np.mean(imitation.evaluate(dril, config, args.seed)))
+    curve = {
+        steps: float(np.mean(scores))
+        for steps, scores in imitation.learn_scored(dril, config, args.seed)
+    }
     print(
         json.dumps(
             {

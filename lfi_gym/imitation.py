@@ -24,7 +24,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,14 +180,24 @@ def train_agent(
             tensorboard_log=tensorboard_log,
             **game.dril_kwargs,
         )
-        chunk = game.dril_eval_every or game.dril_timesteps
-        while dril.num_timesteps < game.dril_timesteps:
-            steps = min(chunk, game.dril_timesteps - dril.num_timesteps)
-            dril.learn(steps, progress_bar=progress_bar, reset_num_timesteps=False)
-            if game.dril_eval_every and curve is not None:
-                curve.append((dril.num_timesteps, evaluate(dril, game, seed)))
+        for point in learn_scored(dril, game, seed, progress_bar=progress_bar):
+            if curve is not None:
+                curve.append(point)
         return dril, len(demos)
     raise ValueError(f"unknown agent {agent!r}; the sweep runs {', '.join(SWEEP_AGENTS)}")
+
+
+def learn_scored(
+    dril: Any, game: ImitationGame, seed: int, progress_bar: bool = False
+) -> Iterator[tuple[int, list[float]]]:
+    """Train ``dril`` up to ``game.dril_timesteps`` RL steps; with ``game.dril_eval_every``,
+    yield (steps so far, evaluation scores) after every that many steps."""
+    chunk = game.dril_eval_every or game.dril_timesteps
+    while dril.num_timesteps < game.dril_timesteps:
+        steps = min(chunk, game.dril_timesteps - dril.num_timesteps)
+        dril.learn(steps, progress_bar=progress_bar, reset_num_timesteps=False)
+        if game.dril_eval_every:
+            yield dril.num_timesteps, evaluate(dril, game, seed)
 
 
 def evaluate(policy: Any, game: ImitationGame, seed: int) -> list[float]:
