@@ -1,0 +1,74 @@
+"""Why DAgger trails BC at few labels on a MinAtar game: the sweep's DAgger with one change
+at a time.
+
+    python benchmarks/dagger_probe.py --game Breakout --seed 1 --demos 1
+
+Prints, as markdown table rows, the score (mean of the sweep's 10 evaluation episodes) of
+BC on ``--demos`` oracle episodes and of DAgger with the oracle at as many labels as they
+hold: the sweep's settings, more passes, beta = 1 in every round (expert-driven states
+only: this must equal BC), and two rounds whose second is all learner.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import agents
+import envs
+from agents.dril import auto_policy
+from lfi_gym import imitation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", default="Breakout", help="MinAtar game")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--demos", type=int, default=1, help="demonstrations (episodes)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    game = imitation.game_config(f"MinAtarImitation-{args.game}-v0")
+    env = gym.make(game.env_id, **game.env_kwargs)
+    policy, policy_kwargs = auto_policy(env.observation_space)
+
+    def score(agent) -> float:
+        return float(np.mean(imitation.evaluate(agent, game, args.seed)))
+
+    demos = imitation.collect_demonstrations(game, args.demos, args.seed)
+    labels = len(demos)
+    bc = agents.BC(env, demos, policy=policy, policy_kwargs=policy_kwargs, seed=args.seed)
+    bc.learn(game.bc_epochs * len(demos))
+    print(f"| BC on {len(demos)} demonstration states | {score(bc):.1f} |")
+
+    sweep = {
+        "steps_per_round": labels // game.dagger_rounds,
+        "beta_rounds": game.dagger_rounds // 2,
+        "n_epochs": game.bc_epochs // 5,
+    }
+    variants = {
+        "sweep default": {},
+        "50 passes per round": {"n_epochs": game.bc_epochs},
+        "beta = 1 in every round": {"beta_schedule": lambda round_index: 1.0},
+        "2 rounds (the second all learner)": {
+            "steps_per_round": labels // 2,
+            "beta_rounds": 1,
+        },
+    }
+    for name, change in variants.items():
+        dagger = agents.DAgger(
+            env,
+            envs.make_expert(env),
+            policy=policy,
+            policy_kwargs=policy_kwargs,
+            seed=args.seed,
+            **{**sweep, **change},
+        )
+        dagger.learn(labels)
+        print(f"| DAgger, {name} | {score(dagger):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
