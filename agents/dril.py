@@ -627,15 +627,6 @@ class DRIL(BaseAgent):
                 self.bc_batch_size, shuffle=True, seed=self._rng, device=self.device
             )
 
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
-        return self.model.policy.predict(observation, state, episode_start, deterministic)
-
     # -- files ---------------------------------------------------------------------------
 
     def _extra_metadata(self) -> dict[str, Any]:
