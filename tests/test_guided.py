@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import envs
-from agents import LMPolicy
-from agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
-from agents.ppo import PPO, RolloutError, _Batch
-from agents.rollouts import GUIDE, LEARNER, EpisodePlan, run_wave
-from envs.text.tinyreviews import ASSET_DIR
+from lfi_gym import envs
+from lfi_gym.agents import LMPolicy
+from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
+from lfi_gym.agents.ppo import PPO, RolloutError, _Batch
+from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, run_wave
+from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
 TEXT = "TextGen-TinyReviews-v0"
 SMALL = {"n_envs": 4, "n_steps": 64, "batch_size": 32, "n_epochs": 1, "learning_rate": 1e-3}
@@ -236,12 +236,15 @@ def test_ppo_trains_an_sb3_policy_on_cartpole():
         n_epochs=4,
         learning_rate=1e-3,
         gamma=0.99,
-        seed=0,
+        seed=2,
     )
     before = _episode_length(agent, seed=100)
+    # Seed 2's initial network falls within ~10 steps (seed 0's balanced for 420 steps with
+    # SB3 2.9's initialisation, leaving nothing to learn), so the gain is PPO's own.
+    assert before < 50, before
     agent.learn(12_000)
     after = _episode_length(agent, seed=100)
-    assert after > before + 50, (before, after)
+    assert after > before + 200, (before, after)
 
 
 def _episode_length(agent, seed: int) -> float:
@@ -361,7 +364,7 @@ def test_a_guide_for_another_env_is_refused(text_env):
 def test_a_nan_reward_stops_training_naming_the_sample_and_keeps_the_checkpoint(tmp_path):
     from stable_baselines3.common.callbacks import CheckpointCallback
 
-    from envs.vector import RestartableSyncVectorEnv
+    from lfi_gym.envs.vector import RestartableSyncVectorEnv
 
     class NaNAfter(gym.Wrapper):
         calls = 0
@@ -405,7 +408,7 @@ def test_a_nan_reward_stops_training_naming_the_sample_and_keeps_the_checkpoint(
 def test_dagger_with_a_language_model_guide_as_expert_imitates_it(text_env, lm_guide):
     """DAgger runs on a TextGen env through the same class as on CartPole: the guide LM
     labels the prefixes the learner visits, and the learner comes to agree with it."""
-    from agents import DAgger
+    from lfi_gym.agents import DAgger
 
     torch.manual_seed(0)
     config = lm_guide.model.config
@@ -447,8 +450,8 @@ def test_dagger_with_a_language_model_guide_as_expert_imitates_it(text_env, lm_g
 
 
 def test_the_sft_term_fits_the_references(text_env):
-    from agents import Demonstrations
-    from agents.policies import action_log_prob
+    from lfi_gym.agents import Demonstrations
+    from lfi_gym.agents.policies import action_log_prob
 
     demo_env = gym.make(TEXT, labels=[1])
     demos = Demonstrations.collect(demo_env, envs.make_expert(demo_env), n_steps=64, seed=0)
@@ -468,7 +471,7 @@ def test_the_sft_term_fits_the_references(text_env):
 
 
 def test_the_adaptive_kl_coefficient_moves_towards_its_target():
-    from agents.ppo import KLController
+    from lfi_gym.agents.ppo import KLController
 
     fixed = KLController(0.1)
     fixed.update(5.0, 1000)
