@@ -6,17 +6,17 @@ Agents that query an expert (DAgger) take any Policy: an SB3 model, another agen
 
 from __future__ import annotations
 
-from agents.base import BaseAgent
-from agents.bc import BC
-from agents.dagger import DAgger
-from agents.data import Demonstrations, DemonstrationsFileError
-from agents.dril import DRIL
-from agents.evaluation import episode_returns
-from agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
-from agents.lm_policy import LMPolicy
-from agents.policies import MixturePolicy, OraclePolicy, Policy, as_policy
-from agents.ppo import PPO
-from agents.ranking import PGRank, PlackettLucePolicy
+from lfi_gym.agents.base import BaseAgent
+from lfi_gym.agents.bc import BC
+from lfi_gym.agents.dagger import DAgger
+from lfi_gym.agents.data import Demonstrations, DemonstrationsFileError
+from lfi_gym.agents.dril import DRIL
+from lfi_gym.agents.evaluation import episode_returns
+from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
+from lfi_gym.agents.lm_policy import LMPolicy
+from lfi_gym.agents.policies import MixturePolicy, OraclePolicy, Policy, as_policy
+from lfi_gym.agents.ppo import PPO
+from lfi_gym.agents.ranking import PGRank, PlackettLucePolicy
 
 #: Agents by the short name used on the command line (``lfi-gym compare --agents``).
 AGENTS: dict[str, type[BaseAgent]] = {

@@ -25,7 +25,7 @@ from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import configure_logger, get_device, set_random_seed
 from tqdm.auto import tqdm
 
-from agents.files import atomic_write
+from lfi_gym.agents.files import atomic_write
 
 AGENT_FILE_VERSION = 1
 
@@ -98,7 +98,7 @@ class BaseAgent(ABC):
 
     def set_env(self, env: gym.Env) -> None:
         """Attach an env (e.g. after ``load`` without one); its spaces must match the policy."""
-        from agents.policies import check_spaces
+        from lfi_gym.agents.policies import check_spaces
 
         check_spaces(self.policy, env, role="policy")
         self.env, self._vec_env = env, None

@@ -17,7 +17,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from agents.base import (
+from lfi_gym.agents.base import (
     BaseAgent,
     check_non_negative_float,
     check_positive_float,
@@ -25,8 +25,8 @@ from agents.base import (
     torch_bytes,
     torch_load,
 )
-from agents.data import Demonstrations
-from agents.policies import action_log_prob, check_spaces, same_space, trainable_module
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.policies import action_log_prob, check_spaces, same_space, trainable_module
 
 POLICY_ALIASES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 
@@ -34,8 +34,8 @@ POLICY_ALIASES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 #: Learners of lfi-gym's own, by the name a suite or config gives (JSON-friendly):
 #: built as ``cls.from_spaces(observation_space, action_space, **policy_kwargs)``.
 LEARNER_CLASSES = {
-    "LMPolicy": "agents.lm_policy:LMPolicy",
-    "PlackettLucePolicy": "agents.ranking:PlackettLucePolicy",
+    "LMPolicy": "lfi_gym.agents.lm_policy:LMPolicy",
+    "PlackettLucePolicy": "lfi_gym.agents.ranking:PlackettLucePolicy",
 }
 
 

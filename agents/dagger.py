@@ -24,11 +24,11 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from agents.base import BaseAgent, check_positive_int, torch_bytes, torch_load
-from agents.bc import BC
-from agents.data import Demonstrations, TransitionBuffer
-from agents.policies import OraclePolicy, as_policy, check_probability, check_spaces
-from envs.core import RestartableEnv, StateError
+from lfi_gym.agents.base import BaseAgent, check_positive_int, torch_bytes, torch_load
+from lfi_gym.agents.bc import BC
+from lfi_gym.agents.data import Demonstrations, TransitionBuffer
+from lfi_gym.agents.policies import OraclePolicy, as_policy, check_probability, check_spaces
+from lfi_gym.envs.core import RestartableEnv, StateError
 
 
 def linear_beta(rounds: int) -> Callable[[int], float]:

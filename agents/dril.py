@@ -60,7 +60,7 @@ from stable_baselines3.common.torch_layers import (
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.base import (
+from lfi_gym.agents.base import (
     BaseAgent,
     check_non_negative_float,
     check_positive_float,
@@ -68,9 +68,9 @@ from agents.base import (
     torch_bytes,
     torch_load,
 )
-from agents.bc import BC
-from agents.data import Demonstrations
-from agents.policies import action_log_prob, same_space
+from lfi_gym.agents.bc import BC
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.policies import action_log_prob, same_space
 
 THRESHOLD_MODES = ("per_action", "global", "original")
 COST_KINDS = ("probability", "logit")
@@ -379,7 +379,7 @@ class DRIL(BaseAgent):
         else:
             spec, extra = env.spec, self.train_env_kwargs
             venv = make_vec_env(lambda: gym.make(spec, **extra), n_envs=self.n_envs, seed=self.seed)
-        from wrappers.reward import DisagreementRewardVecEnv
+        from lfi_gym.wrappers.reward import DisagreementRewardVecEnv
 
         placeholder = np.zeros(self.env.action_space.n)  # replaced after pretrain()
         self.reward_env = DisagreementRewardVecEnv(venv, self.ensemble_cost, placeholder)
@@ -424,7 +424,7 @@ class DRIL(BaseAgent):
 
     def rewards(self, observations: Any, actions: np.ndarray) -> np.ndarray:
         """DRIL's reward (+1 / -1) for a batch of (observation, action) pairs."""
-        from wrappers.reward import threshold_rewards
+        from lfi_gym.wrappers.reward import threshold_rewards
 
         if self.thresholds is None:
             raise ValueError("the ensemble is not fit yet: call pretrain() or learn() first")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from agents.policies import Policy, as_policy, check_spaces
+from lfi_gym.agents.policies import Policy, as_policy, check_spaces
 
 
 def episode_returns(

@@ -32,9 +32,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.policies import as_policy, check_probability, same_space
-from agents.ppo import PPO
-from agents.rollouts import GUIDE, LEARNER, EpisodePlan
+from lfi_gym.agents.policies import as_policy, check_probability, same_space
+from lfi_gym.agents.ppo import PPO
+from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan
 
 #: Roll-in length that never switches (an unguided AggreVaTeD episode stays the learner's).
 NEVER = 2**62
@@ -184,7 +184,7 @@ class LOLS(_Alternating):
         return self.mode
 
     def _extra_members(self) -> dict[str, bytes]:
-        from agents.base import torch_bytes
+        from lfi_gym.agents.base import torch_bytes
 
         members = super()._extra_members()
         members["lols.pt"] = torch_bytes({"mode": self.mode, "iteration": self._mode_iteration})
@@ -192,7 +192,7 @@ class LOLS(_Alternating):
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
-        from agents.base import torch_load
+        from lfi_gym.agents.base import torch_load
 
         agent = super()._from_saved(env, policy, hyperparameters, meta, members, device)
         saved = torch_load(members["lols.pt"], agent.device)

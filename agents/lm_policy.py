@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.policies import batch_observation
+from lfi_gym.agents.policies import batch_observation
 
 POLICY_CONFIG = "lfi_policy.json"
 #: The tiny GPT-2 shipped with TextGen-TinyReviews-v0, by a hub-style name that works offline.
@@ -151,11 +151,11 @@ class LMPolicy(torch.nn.Module):
         """
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-        from envs.text.hub import load_pretrained
+        from lfi_gym.envs.text.hub import load_pretrained
 
         name = str(name_or_path)
         if name == TINYREVIEWS_LM:
-            from envs.text.tinyreviews import ASSET_DIR
+            from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
             name = str(ASSET_DIR)
         config = load_pretrained(

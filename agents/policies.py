@@ -309,7 +309,7 @@ def _q_values(policy: torch.nn.Module, observations: Any) -> torch.Tensor | None
 def __getattr__(name: str) -> Any:
     # LMPolicy needs transformers: import it only when asked for.
     if name == "LMPolicy":
-        from agents.lm_policy import LMPolicy
+        from lfi_gym.agents.lm_policy import LMPolicy
 
         return LMPolicy
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,7 +42,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from agents.base import (
+from lfi_gym.agents.base import (
     BaseAgent,
     _policy_from_payload,
     _policy_payload,
@@ -52,10 +52,10 @@ from agents.base import (
     torch_bytes,
     torch_load,
 )
-from agents.bc import make_learner
-from agents.data import Demonstrations
-from agents.policies import action_log_prob, same_space
-from agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
+from lfi_gym.agents.bc import make_learner
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.policies import action_log_prob, same_space
+from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
 
 #: The RLGF authors' later code (REFERENCE.md): 112 trajectories x 50 iterations
 #: (n_steps = 112 x 48 tokens on IMDB), minibatch 28 trajectories, lr 1e-5, KL 0.001, SFT
@@ -605,7 +605,7 @@ def _scores_sequences(policy: Any) -> bool:
 
 
 def _build_policy(policy: Any, env: Any, policy_kwargs: dict[str, Any] | None, device):
-    from agents.lm_policy import TINYREVIEWS_LM, LMPolicy
+    from lfi_gym.agents.lm_policy import TINYREVIEWS_LM, LMPolicy
 
     kwargs = dict(policy_kwargs or {})
     if policy == "auto":
@@ -663,7 +663,7 @@ def _vectorize(env: Any, n_envs: int) -> gym.vector.VectorEnv:
     elif env.spec is not None:
         vec = gym.make_vec(env.spec.id, num_envs=n_envs, **(env.spec.kwargs or {}))
     else:
-        from envs.vector import RestartableSyncVectorEnv
+        from lfi_gym.envs.vector import RestartableSyncVectorEnv
 
         if n_envs != 1:
             raise ValueError(

@@ -28,7 +28,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.base import (
+from lfi_gym.agents.base import (
     BaseAgent,
     check_non_negative_float,
     check_positive_float,
@@ -36,7 +36,7 @@ from agents.base import (
     torch_bytes,
     torch_load,
 )
-from agents.policies import batch_observation, check_spaces
+from lfi_gym.agents.policies import batch_observation, check_spaces
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 _MASKED = -1e9  # finite: keeps entropies and gradients free of NaN

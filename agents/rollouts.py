@@ -256,7 +256,7 @@ def per_row(policy: Any, env: gym.vector.VectorEnv) -> Any:
             f"{type(policy).__name__} reads its env's hidden state and cannot label the rows "
             "of this vector env; use gym.make_vec(id, num_envs=n), whose rows are envs"
         )
-    import envs as lfi_envs
+    import lfi_gym.envs as lfi_envs
 
     return [lfi_envs.make_expert(row) for row in rows]
 

@@ -18,7 +18,7 @@ import time
 import gymnasium as gym
 from timing import per_call_microseconds, steps_per_second
 
-import envs
+from lfi_gym import envs
 
 
 def gymnasium_pipeline(game: str) -> gym.Env:

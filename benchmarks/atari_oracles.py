@@ -14,7 +14,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import envs
+from lfi_gym import envs
 
 HUMAN = {  # game: (random, human)
     "Pong": (-20.7, 14.6),

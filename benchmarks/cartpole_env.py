@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 from timing import per_call_microseconds, steps_per_second
 
-import envs
+from lfi_gym import envs
 
 
 def main() -> None:

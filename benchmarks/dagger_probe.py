@@ -17,10 +17,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import agents
-import envs
-from agents.dril import auto_policy
-from lfi_gym import imitation
+from lfi_gym import agents, envs, imitation
+from lfi_gym.agents.dril import auto_policy
 
 
 def main() -> None:

@@ -21,9 +21,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import envs  # noqa: F401  (registers the env ids)
-from agents.dril import DRIL
-from lfi_gym import imitation
+from lfi_gym import (
+    envs,  # noqa: F401  (registers the env ids)
+    imitation,
+)
+from lfi_gym.agents.dril import DRIL
 
 
 def main() -> None:

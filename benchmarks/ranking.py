@@ -19,10 +19,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import agents
-import envs
-from agents.ranking import PGRank, PlackettLucePolicy, evaluate_ranker
-from envs.ranking import ndcg_from_scores
+from lfi_gym import agents, envs
+from lfi_gym.agents.ranking import PGRank, PlackettLucePolicy, evaluate_ranker
+from lfi_gym.envs.ranking import ndcg_from_scores
 
 
 def lambdamart_ndcg(splits: dict, seed: int = 0) -> float:

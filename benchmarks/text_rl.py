@@ -53,11 +53,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import envs  # noqa: F401  (registers the env ids)
-from agents.guided import PPOPlusPlus
-from agents.lm_policy import LMPolicy
-from envs.text.rewards import LexiconSentimentReward
-from envs.text.tinyreviews import ASSET_DIR
+from lfi_gym import envs  # noqa: F401  (registers the env ids)
+from lfi_gym.agents.guided import PPOPlusPlus
+from lfi_gym.agents.lm_policy import LMPolicy
+from lfi_gym.envs.text.rewards import LexiconSentimentReward
+from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
 ENV_ID = "TextGen-TinyReviews-v0"
 IMDB_ID = "TextGen-IMDB-v0"
@@ -319,7 +319,7 @@ def build_imdb_fixtures(root: Path) -> dict[str, Any]:
         DistilBertForSequenceClassification,
     )
 
-    from envs.text.tinyreviews import load_split
+    from lfi_gym.envs.text.tinyreviews import load_split
 
     def split(name: str) -> Dataset:
         reviews = load_split(name)

@@ -21,9 +21,9 @@ import time
 import gymnasium as gym
 import torch
 
-import envs  # noqa: F401  (registers the env ids)
-from agents.lm_policy import LMPolicy
-from envs.text.tinyreviews import ASSET_DIR
+from lfi_gym import envs  # noqa: F401  (registers the env ids)
+from lfi_gym.agents.lm_policy import LMPolicy
+from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
 ENV_ID = "TextGen-TinyReviews-v0"
 

@@ -22,13 +22,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import agents
-import envs
-from agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
-from agents.ppo import PPO, TINYREVIEWS
-from agents.rollouts import LEARNER, EpisodePlan, run_wave
-from envs.text.metrics import distinct_n, perplexity
-from envs.text.tinyreviews import load_split
+from lfi_gym import agents, envs
+from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
+from lfi_gym.agents.ppo import PPO, TINYREVIEWS
+from lfi_gym.agents.rollouts import LEARNER, EpisodePlan, run_wave
+from lfi_gym.envs.text.metrics import distinct_n, perplexity
+from lfi_gym.envs.text.tinyreviews import load_split
 
 ENV_ID = "TextGen-TinyReviews-v0"
 RL_AGENTS = {

@@ -13,9 +13,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.core import RestartableEnv, State, StateError
-from envs.registration import check_env_id, register_restartable, registered_ids
-from envs.vector import RestartableSyncVectorEnv, VectorState
+from lfi_gym.envs.core import RestartableEnv, State, StateError
+from lfi_gym.envs.registration import check_env_id, register_restartable, registered_ids
+from lfi_gym.envs.vector import RestartableSyncVectorEnv, VectorState
 
 __all__ = [
     "RestartableEnv",
@@ -47,7 +47,7 @@ def make_expert(env: gym.Env) -> Any:
 
 register_restartable(
     "Control-CartPole-v0",
-    entry_point="envs.control.cartpole:ControlCartPoleEnv",
+    entry_point="lfi_gym.envs.control.cartpole:ControlCartPoleEnv",
     reward_threshold=475.0,
 )
 
@@ -59,24 +59,24 @@ for _name, _id in (
 ):
     register_restartable(
         _id,
-        entry_point=f"envs.text:make_{_name}",
-        vector_entry_point=f"envs.text:make_{_name}_vector",
+        entry_point=f"lfi_gym.envs.text:make_{_name}",
+        vector_entry_point=f"lfi_gym.envs.text:make_{_name}_vector",
     )
 
 
 def _register_atari() -> None:
-    from envs.atari import ATARI_GAMES, MINATAR_GAMES
+    from lfi_gym.envs.atari import ATARI_GAMES, MINATAR_GAMES
 
     for game, suffix in ATARI_GAMES.items():
         register_restartable(
             f"AtariImitation-{suffix}-v0",
-            entry_point="envs.atari.ale:AtariImitationEnv",
+            entry_point="lfi_gym.envs.atari.ale:AtariImitationEnv",
             kwargs={"game": game},
         )
     for game, suffix in MINATAR_GAMES.items():
         register_restartable(
             f"MinAtarImitation-{suffix}-v0",
-            entry_point="envs.atari.minatar:MinAtarImitationEnv",
+            entry_point="lfi_gym.envs.atari.minatar:MinAtarImitationEnv",
             kwargs={"game": game},
         )
 
@@ -84,5 +84,5 @@ def _register_atari() -> None:
 _register_atari()
 
 # Ranking: sequential Plackett-Luce ranking with action masks (envs/ranking).
-register_restartable("Rank-Synthetic-v0", entry_point="envs.ranking.env:RankSyntheticEnv")
-register_restartable("Rank-LETOR-v0", entry_point="envs.ranking.env:RankLETOREnv")
+register_restartable("Rank-Synthetic-v0", entry_point="lfi_gym.envs.ranking.env:RankSyntheticEnv")
+register_restartable("Rank-LETOR-v0", entry_point="lfi_gym.envs.ranking.env:RankLETOREnv")

@@ -7,7 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.vector import sync_vector_entry_point
+from lfi_gym.envs.vector import sync_vector_entry_point
 
 _REGISTERED: list[str] = []
 

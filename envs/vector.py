@@ -30,7 +30,7 @@ import gymnasium as gym
 from gymnasium.vector import SyncVectorEnv
 from gymnasium.vector.utils import concatenate
 
-from envs.core import RestartableEnv, State, StateError
+from lfi_gym.envs.core import RestartableEnv, State, StateError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -13,8 +13,8 @@ import argparse
 import gymnasium as gym
 import numpy as np
 
-import envs
-from agents import BC, DAgger, Demonstrations, episode_returns
+from lfi_gym import envs
+from lfi_gym.agents import BC, DAgger, Demonstrations, episode_returns
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import argparse
 import gymnasium as gym
 from stable_baselines3 import DQN, PPO
 
-import envs
-from agents import BC, DAgger, Demonstrations, episode_returns
+from lfi_gym import envs
+from lfi_gym.agents import BC, DAgger, Demonstrations, episode_returns
 
 ENV_ID = "Control-CartPole-v0"
 

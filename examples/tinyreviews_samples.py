@@ -14,8 +14,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import envs  # noqa: F401  (registers the env ids)
-from agents.lm_policy import TINYREVIEWS_LM, LMPolicy
+from lfi_gym import envs  # noqa: F401  (registers the env ids)
+from lfi_gym.agents.lm_policy import TINYREVIEWS_LM, LMPolicy
 
 
 def main() -> None:

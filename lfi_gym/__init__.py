@@ -1,13 +1,17 @@
-"""The ``lfi-gym`` command line: run and compare lfi-gym agents on lfi-gym envs.
+"""lfi-gym: restartable Gymnasium environments and agents for learning from interaction.
 
-``lfi-gym compare`` trains each agent with the same expert-label budget on each env and
-seed, and writes a table, ``results.json`` and ``learning_curves.png``; the same runner is
-importable as :func:`lfi_gym.compare.run_compare`.
+``import lfi_gym`` registers every env id with Gymnasium (as ``import ale_py`` does), so
+``gym.make("lfi_gym:Control-CartPole-v0")`` works in a fresh interpreter. The layers, from
+the bottom: :mod:`lfi_gym.envs` (envs, the restart contract, the policy protocol and the
+oracles), :mod:`lfi_gym.wrappers`, :mod:`lfi_gym.agents`, and this package's own modules
+(the ``lfi-gym`` command line and the runners). This module imports the bottom layer only.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+
+from lfi_gym import envs  # noqa: F401  (registers the env ids)
 
 try:
     __version__ = version("lfi-gym")

@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[SuiteEntry]:
     """The suite entries to run, with the command line's overrides; usage errors exit 2."""
-    import envs
+    from lfi_gym import envs
     from lfi_gym.compare import check_agent
 
     if args.env_ids:
@@ -329,7 +329,7 @@ def _tables(results: Any) -> list[Table]:
 
 def _check_demos_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors of ``demos`` (unknown id, env without oracle, bad path) exit 2."""
-    import envs
+    from lfi_gym import envs
 
     try:
         envs.check_env_id(args.env_id)
@@ -345,8 +345,8 @@ def _check_demos_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
 def _demos(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
-    import envs
-    from agents.data import record
+    from lfi_gym import envs
+    from lfi_gym.agents.data import record
 
     env = gym.make(args.env_id)
     try:
@@ -361,7 +361,7 @@ def _demos(args: argparse.Namespace) -> int:
     path = record(
         env, expert, args.episodes, args.out, seed=args.seed, progress_bar=not args.no_progress
     )
-    from agents.data import Demonstrations
+    from lfi_gym.agents.data import Demonstrations
 
     demos = Demonstrations.load(path)
     returns = demos.episode_returns()
@@ -378,7 +378,7 @@ def _demos(args: argparse.Namespace) -> int:
 def _envs() -> int:
     import gymnasium as gym
 
-    import envs
+    from lfi_gym import envs
 
     table = Table(title="lfi-gym envs")
     table.add_column("env id", no_wrap=True, min_width=max(map(len, envs.registered_ids())))

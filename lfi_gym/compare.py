@@ -26,8 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import agents
-import envs
+from lfi_gym import agents, envs
 from lfi_gym.suites import SuiteEntry
 
 #: Evaluation episode ``i`` of seed ``s`` starts from
@@ -244,7 +243,7 @@ def _zero_shot(
     once, as the baseline the label-using agents should beat."""
     from stable_baselines3.common.utils import get_device
 
-    from agents.bc import make_learner
+    from lfi_gym.agents.bc import make_learner
 
     env = gym.make(env_id, **entry.env_kwargs)
     policy = make_learner(

@@ -104,7 +104,7 @@ DEFAULT_GAMES = ("MinAtarImitation-SpaceInvaders-v0", "MinAtarImitation-Freeway-
 
 def game_config(env_id: str, **overrides: Any) -> ImitationGame:
     """The benchmark's settings for ``env_id`` (generic ones for an unlisted id)."""
-    import envs
+    from lfi_gym import envs
 
     envs.check_env_id(env_id)
     base = GAMES.get(env_id, ImitationGame(env_id))
@@ -117,8 +117,7 @@ def game_config(env_id: str, **overrides: Any) -> ImitationGame:
 
 def collect_demonstrations(game: ImitationGame, n_demos: int, seed: int):
     """``n_demos`` oracle episodes, the first from ``reset(seed=seed)``."""
-    import agents
-    import envs
+    from lfi_gym import agents, envs
 
     env = gym.make(game.env_id, **game.env_kwargs)
     return agents.Demonstrations.collect(env, envs.make_expert(env), n_episodes=n_demos, seed=seed)
@@ -138,9 +137,8 @@ def train_agent(
     """Train one agent; returns (policy, expert labels used). With
     ``game.dril_eval_every``, DRIL's (RL steps, evaluation scores) are appended to
     ``curve`` every that many steps."""
-    import agents
-    import envs
-    from agents.dril import auto_policy
+    from lfi_gym import agents, envs
+    from lfi_gym.agents.dril import auto_policy
 
     demos = collect_demonstrations(game, n_demos, seed)
     env = gym.make(game.env_id, **game.env_kwargs)
@@ -168,7 +166,7 @@ def train_agent(
         dagger.learn(budget, progress_bar=progress_bar)
         return dagger, dagger.expert_labels
     if agent == "dril":
-        from agents.dril import DRIL
+        from lfi_gym.agents.dril import DRIL
 
         dril = DRIL(
             env,
@@ -202,7 +200,7 @@ def learn_scored(
 
 def evaluate(policy: Any, game: ImitationGame, seed: int) -> list[float]:
     """Deterministic returns of ``game.eval_episodes`` episodes (raw game score)."""
-    import agents
+    from lfi_gym import agents
 
     env = gym.make(game.env_id, **game.env_kwargs)
     return agents.episode_returns(
@@ -221,8 +219,7 @@ class _RandomPolicy:
 
 def reference_scores(game: ImitationGame, out: str | Path | None = None) -> dict[str, float]:
     """Mean score of a uniformly random policy and of the oracle (cached in ``out``)."""
-    import agents
-    import envs
+    from lfi_gym import agents, envs
 
     path = None if out is None else Path(out) / "reference" / f"{game.env_id}.json"
     if path is not None and path.exists():

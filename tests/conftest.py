@@ -7,7 +7,7 @@ import pytest
 import torch
 from text_assets import TextAssets
 
-import envs  # noqa: F401  (registers the env ids)
+from lfi_gym import envs  # noqa: F401  (registers the env ids)
 
 
 @pytest.fixture(autouse=True)

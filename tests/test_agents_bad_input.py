@@ -11,9 +11,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents
-import envs
-from agents import BC, DAgger, Demonstrations
+from lfi_gym import agents, envs
+from lfi_gym.agents import BC, DAgger, Demonstrations
 
 torch.set_num_threads(1)
 

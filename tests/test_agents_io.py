@@ -14,8 +14,8 @@ from stable_baselines3.common.callbacks import (
 )
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-import envs
-from agents import BC, DAgger, Demonstrations
+from lfi_gym import envs
+from lfi_gym.agents import BC, DAgger, Demonstrations
 
 ENV_ID = "Control-CartPole-v0"
 

@@ -10,10 +10,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs import StateError
-from envs.atari.ale import AtariImitationEnv
-from envs.atari.oracles import (
+from lfi_gym import envs
+from lfi_gym.envs import StateError
+from lfi_gym.envs.atari.ale import AtariImitationEnv
+from lfi_gym.envs.atari.oracles import (
     BREAKOUT_PADDLE_X,
     PONG_BALL_Y,
     PONG_PLAYER_Y,

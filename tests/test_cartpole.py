@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs import StateError
+from lfi_gym import envs
+from lfi_gym.envs import StateError
 
 
 def test_dynamics_and_rewards_match_gymnasium_cartpole() -> None:

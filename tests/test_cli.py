@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-import envs
+from lfi_gym import envs
 from lfi_gym.cli import main
 from lfi_gym.suites import SuiteEntry, get_suite
 
@@ -126,7 +126,7 @@ def test_budget_overrides_keep_budgets_equal_and_curves_consistent() -> None:
 
 
 def test_demos_records_oracle_episodes(tmp_path: Path, capsys) -> None:
-    from agents import Demonstrations
+    from lfi_gym.agents import Demonstrations
 
     out = tmp_path / "sub" / "demos.lfid"
     argv = ["demos", "--env", "MinAtarImitation-Freeway-v0", "--episodes", "2"]

@@ -6,8 +6,7 @@ import dataclasses
 
 import numpy as np
 
-import agents
-from lfi_gym import compare
+from lfi_gym import agents, compare
 from lfi_gym.compare import run_compare
 from lfi_gym.suites import entry_for
 

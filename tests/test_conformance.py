@@ -16,8 +16,8 @@ from gymnasium.utils.env_checker import check_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import envs
-from envs import StateError
+from lfi_gym import envs
+from lfi_gym.envs import StateError
 
 ENV_IDS = envs.registered_ids()
 MAX_EXAMPLES = 60
@@ -212,7 +212,7 @@ def test_state_option_works_through_a_wrapper_stack(env_id: str) -> None:
 
 
 def test_restart_forwarding_wrapper(env_id: str) -> None:
-    from wrappers import RestartForwarding
+    from lfi_gym.wrappers import RestartForwarding
 
     env = RestartForwarding(gym.wrappers.RecordEpisodeStatistics(make(env_id)))
     env.reset(seed=0)

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from envs.core import State, StateError, generator_from_state, rng_state
+from lfi_gym.envs.core import State, StateError, generator_from_state, rng_state
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

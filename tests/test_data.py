@@ -1,4 +1,4 @@
-"""agents.data.Demonstrations: collection, views, batching, and the safe file format."""
+"""lfi_gym.agents.data.Demonstrations: collection, views, batching, and the safe file format."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents.data as data_module
-import envs
-from agents.data import (
+import lfi_gym.agents.data as data_module
+from lfi_gym import envs
+from lfi_gym.agents.data import (
     END_MAGIC,
     MAGIC,
     SCHEMA_VERSION,

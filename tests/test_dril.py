@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import agents
-import envs
-from agents.dril import DRIL, MinAtarCNN, auto_policy
-from wrappers.reward import DisagreementRewardVecEnv, DisagreementRewardVector
+from lfi_gym import agents, envs
+from lfi_gym.agents.dril import DRIL, MinAtarCNN, auto_policy
+from lfi_gym.wrappers.reward import DisagreementRewardVecEnv, DisagreementRewardVector
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from agents import BC, DAgger, Demonstrations, episode_returns
+from lfi_gym import envs
+from lfi_gym.agents import BC, DAgger, Demonstrations, episode_returns
 
 ENV_ID = "Control-CartPole-v0"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents import BC
-from agents.data import Demonstrations
-from agents.lm_policy import LMCache, LMPolicy
-from envs import make_expert
+from lfi_gym.agents import BC
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.lm_policy import LMCache, LMPolicy
+from lfi_gym.envs import make_expert
 
 IMDB = "TextGen-IMDB-v0"
 COMMONGEN = "TextGen-CommonGen-v0"
@@ -235,7 +235,7 @@ def _mean_sampled_reward(policy: LMPolicy, n: int = 128) -> float:
 def test_bc_fine_tuning_on_positive_reviews_raises_the_sentiment_reward() -> None:
     """Supervised fine-tuning through BC (GRUE's BC): the reference oracle writes positive
     reviews' continuations; the tuned LM's sampled continuations score higher."""
-    from envs.text.tinyreviews import ASSET_DIR
+    from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
     env = gym.make("TextGen-TinyReviews-v0", labels=(1,))
     demos = Demonstrations.collect(env, make_expert(env), n_steps=480, seed=0)

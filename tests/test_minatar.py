@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from stable_baselines3 import A2C, PPO
 
-import envs
-from agents import DAgger, Demonstrations
-from agents.data import DemonstrationsFileError, DemonstrationsWriter, record
-from envs import StateError
-from envs.atari import MINATAR_GAMES
+from lfi_gym import envs
+from lfi_gym.agents import DAgger, Demonstrations
+from lfi_gym.agents.data import DemonstrationsFileError, DemonstrationsWriter, record
+from lfi_gym.envs import StateError
+from lfi_gym.envs.atari import MINATAR_GAMES
 
 BATCH = {PPO: {"batch_size": 32}, A2C: {}}
 

@@ -1,4 +1,4 @@
-"""agents.policies: the Policy protocol, its adapters, mixtures and the learner log-probs."""
+"""lfi_gym.agents.policies: the Policy protocol, its adapters, mixtures and the learner log-probs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import DQN, PPO
 
-import envs
-from agents.policies import (
+from lfi_gym import envs
+from lfi_gym.agents.policies import (
     MixturePolicy,
     OraclePolicy,
     Policy,

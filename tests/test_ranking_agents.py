@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import agents
-import envs
-from agents.ranking import PGRank, PlackettLucePolicy, evaluate_ranker
+from lfi_gym import agents, envs
+from lfi_gym.agents.ranking import PGRank, PlackettLucePolicy, evaluate_ranker
 
 KWARGS = {"n_queries": (150, 20, 40), "max_candidates": 12, "n_features": 6, "k_positions": 5}
 

@@ -12,9 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import ndcg_score
 
-import envs
-from envs.ranking import RankingEnv, load_letor, ndcg_at_k, ndcg_from_scores, synthetic_splits
-from envs.ranking.metrics import dcg_at_k
+from lfi_gym import envs
+from lfi_gym.envs.ranking import (
+    RankingEnv,
+    load_letor,
+    ndcg_at_k,
+    ndcg_from_scores,
+    synthetic_splits,
+)
+from lfi_gym.envs.ranking.metrics import dcg_at_k
 
 SMALL = {"n_queries": (20, 5, 5), "max_candidates": 8, "min_candidates": 2, "n_features": 4}
 SMALL_K = {**SMALL, "k_positions": 5}
@@ -218,7 +224,7 @@ def test_oracle_is_ideal_with_seeded_tie_breaking() -> None:
         assert list(relevance[placed]) == sorted(relevance, reverse=True)
         np.testing.assert_array_equal(placed, expert.ranking())
     # Ties: another tie_seed may order equal grades differently, never across grades.
-    from envs.ranking.oracles import IdealRankingOracle
+    from lfi_gym.envs.ranking.oracles import IdealRankingOracle
 
     orders = set()
     for tie_seed in range(6):
@@ -268,7 +274,7 @@ def test_bundled_letor_sample_loads_offline() -> None:
 def test_maskable_ppo_trains_unmodified_and_beats_random() -> None:
     from sb3_contrib import MaskablePPO
 
-    from agents.ranking import evaluate_ranker
+    from lfi_gym.agents.ranking import evaluate_ranker
 
     kwargs = {
         "n_queries": (300, 100, 100),

@@ -16,8 +16,8 @@ import torch
 from sb3_contrib import QRDQN
 from stable_baselines3 import A2C, DQN, PPO
 
-import envs
-from agents import BC, DAgger, Demonstrations, episode_returns
+from lfi_gym import envs
+from lfi_gym.agents import BC, DAgger, Demonstrations, episode_returns
 
 torch.set_num_threads(1)
 

@@ -9,9 +9,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs import StateError
-from envs.text import TextGenEnv, TextGenVectorEnv, TextSample, TextTask
+from lfi_gym import envs
+from lfi_gym.envs import StateError
+from lfi_gym.envs.text import TextGenEnv, TextGenVectorEnv, TextSample, TextTask
 
 TINY = "TextGen-TinyReviews-v0"
 
@@ -209,7 +209,7 @@ def test_an_empty_dataset(text_assets) -> None:
     ids=["wrong-length", "nan"],
 )
 def test_a_bad_reward_function_is_named(reward, match) -> None:
-    from envs.text.rewards import RewardError
+    from lfi_gym.envs.text.rewards import RewardError
 
     env = gym.make(TINY, reward=reward, max_new_tokens=2)
     env.reset(seed=0)
@@ -220,7 +220,7 @@ def test_a_bad_reward_function_is_named(reward, match) -> None:
 
 def test_missing_hub_assets_fail_at_once(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from envs.text import hub
+    from lfi_gym.envs.text import hub
 
     hub.reset_hub_cache()
     start = time.perf_counter()
@@ -282,7 +282,7 @@ def test_commongen_groups_references_per_concept_set(text_assets) -> None:
 def test_text_tasks_refuse_bad_settings(limits, match) -> None:
     from transformers import AutoTokenizer
 
-    from envs.text.tinyreviews import ASSET_DIR
+    from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(ASSET_DIR)
     with pytest.raises(ValueError, match=match):

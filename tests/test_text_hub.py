@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.text import hub
-from envs.text.hub import MissingAssetError, hub_reachable, load_hf_dataset, load_pretrained
+from lfi_gym.envs.text import hub
+from lfi_gym.envs.text.hub import MissingAssetError, hub_reachable, load_hf_dataset, load_pretrained
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
@@ -113,7 +113,7 @@ def test_missing_model_fails_fast_with_a_useful_message(monkeypatch: pytest.Monk
 def test_reward_constructor_reports_missing_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
-    from envs.text.rewards import SequenceClassifierReward
+    from lfi_gym.envs.text.rewards import SequenceClassifierReward
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert PreTrainedModel

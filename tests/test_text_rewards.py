@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from envs.text import rewards
-from envs.text.cider import DocumentFrequency, cider_d, coco_tokenize
-from envs.text.metrics import distinct_n, output_perplexity, perplexity
-from envs.text.rewards import (
+from lfi_gym.envs.text import rewards
+from lfi_gym.envs.text.cider import DocumentFrequency, cider_d, coco_tokenize
+from lfi_gym.envs.text.metrics import distinct_n, output_perplexity, perplexity
+from lfi_gym.envs.text.rewards import (
     BLEUReward,
     CIDErDReward,
     LexiconSentimentReward,

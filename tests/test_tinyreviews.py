@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs.text.tinyreviews import (
+from lfi_gym.envs.text.tinyreviews import (
     ASSET_DIR,
     MAX_WORDS,
     MIN_WORDS,
@@ -22,7 +22,7 @@ from envs.text.tinyreviews import (
     generate_reviews,
     load_split,
 )
-from envs.text.tinyreviews.build import (
+from lfi_gym.envs.text.tinyreviews.build import (
     corpus_digest,
     encode_reviews,
     main,

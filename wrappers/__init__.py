@@ -1,6 +1,6 @@
 """Gymnasium wrappers for lfi-gym envs."""
 
-from wrappers.restart import RestartForwarding
-from wrappers.reward import DisagreementRewardVecEnv, DisagreementRewardVector
+from lfi_gym.wrappers.restart import RestartForwarding
+from lfi_gym.wrappers.reward import DisagreementRewardVecEnv, DisagreementRewardVector
 
 __all__ = ["DisagreementRewardVecEnv", "DisagreementRewardVector", "RestartForwarding"]

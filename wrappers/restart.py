@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.core import RestartableEnv
+from lfi_gym.envs.core import RestartableEnv
 
 
 class RestartForwarding(gym.Wrapper, gym.utils.RecordConstructorArgs):

@@ -21,7 +21,7 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 
-from envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
+from lfi_gym.envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
 
 SCREEN_SIZE = 84
 STACK = 4
@@ -301,7 +301,7 @@ class AtariImitationEnv(RestartableEnv[np.ndarray, np.int64]):
         return list(self.action_meanings)
 
     def make_expert(self, **kwargs: Any):
-        from envs.atari.oracles import make_atari_oracle
+        from lfi_gym.envs.atari.oracles import make_atari_oracle
 
         return make_atari_oracle(self, **kwargs)
 

@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.core import RestartableEnv, State, StateError
+from lfi_gym.envs.core import RestartableEnv, State, StateError
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -131,6 +131,6 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
         return self._observation(), {}
 
     def make_expert(self, **kwargs: Any):
-        from envs.atari.oracles import MinAtarSearchOracle
+        from lfi_gym.envs.atari.oracles import MinAtarSearchOracle
 
         return MinAtarSearchOracle(self, **kwargs)

@@ -1,5 +1,5 @@
 """Control-*: classic control with oracles, a fast sanity suite."""
 
-from envs.control.cartpole import CartPoleState, ControlCartPoleEnv
+from lfi_gym.envs.control.cartpole import CartPoleState, ControlCartPoleEnv
 
 __all__ = ["CartPoleState", "ControlCartPoleEnv"]

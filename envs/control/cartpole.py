@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
+from lfi_gym.envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -97,7 +97,7 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
         return np.array(self.state, dtype=np.float32), {}
 
     def make_expert(self):
-        from envs.control.oracles import CartPoleOracle
+        from lfi_gym.envs.control.oracles import CartPoleOracle
 
         return CartPoleOracle(self)
 

@@ -21,15 +21,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
-from envs.ranking.data import (
+from lfi_gym.envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
+from lfi_gym.envs.ranking.data import (
     SPLITS,
     QuerySet,
     load_letor,
     resolve_letor_files,
     synthetic_splits,
 )
-from envs.ranking.metrics import discounts, gains, ndcg_at_k
+from lfi_gym.envs.ranking.metrics import discounts, gains, ndcg_at_k
 
 INVALID_ACTION_MODES = ("raise", "penalty")
 REPORTED_CUTOFFS = (1, 5, 10)
@@ -299,7 +299,7 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
         return self._observation(), {"query": self._query}
 
     def make_expert(self):
-        from envs.ranking.oracles import IdealRankingOracle
+        from lfi_gym.envs.ranking.oracles import IdealRankingOracle
 
         return IdealRankingOracle(self)
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from envs.text.env import TextGenEnv
-from envs.text.rows import TextGenState
-from envs.text.task import TextSample, TextTask
-from envs.text.vector import TextGenVectorEnv
+from lfi_gym.envs.text.env import TextGenEnv
+from lfi_gym.envs.text.rows import TextGenState
+from lfi_gym.envs.text.task import TextSample, TextTask
+from lfi_gym.envs.text.vector import TextGenVectorEnv
 
 __all__ = [
     "TextGenEnv",
@@ -37,36 +37,36 @@ __all__ = [
 
 
 def make_tinyreviews(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
-    from envs.text.sources import tinyreviews_task
+    from lfi_gym.envs.text.sources import tinyreviews_task
 
     return TextGenEnv(tinyreviews_task(**kwargs), render_mode=render_mode)
 
 
 def make_tinyreviews_vector(num_envs: int = 1, **kwargs: Any) -> TextGenVectorEnv:
-    from envs.text.sources import tinyreviews_task
+    from lfi_gym.envs.text.sources import tinyreviews_task
 
     return TextGenVectorEnv(tinyreviews_task(**kwargs), num_envs)
 
 
 def make_imdb(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
-    from envs.text.sources import imdb_task
+    from lfi_gym.envs.text.sources import imdb_task
 
     return TextGenEnv(imdb_task(**kwargs), render_mode=render_mode)
 
 
 def make_imdb_vector(num_envs: int = 1, **kwargs: Any) -> TextGenVectorEnv:
-    from envs.text.sources import imdb_task
+    from lfi_gym.envs.text.sources import imdb_task
 
     return TextGenVectorEnv(imdb_task(**kwargs), num_envs)
 
 
 def make_commongen(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
-    from envs.text.sources import commongen_task
+    from lfi_gym.envs.text.sources import commongen_task
 
     return TextGenEnv(commongen_task(**kwargs), render_mode=render_mode)
 
 
 def make_commongen_vector(num_envs: int = 1, **kwargs: Any) -> TextGenVectorEnv:
-    from envs.text.sources import commongen_task
+    from lfi_gym.envs.text.sources import commongen_task
 
     return TextGenVectorEnv(commongen_task(**kwargs), num_envs)

@@ -20,9 +20,9 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from envs.core import RestartableEnv, rng_state
-from envs.text.rows import TextGenState, TextRows, as_token_ids, check_token_ids
-from envs.text.task import TextTask
+from lfi_gym.envs.core import RestartableEnv, rng_state
+from lfi_gym.envs.text.rows import TextGenState, TextRows, as_token_ids, check_token_ids
+from lfi_gym.envs.text.task import TextTask
 
 
 def text_spaces(task: TextTask) -> tuple[spaces.Dict, spaces.Discrete]:
@@ -168,6 +168,6 @@ class TextGenEnv(RestartableEnv[dict[str, np.ndarray], int]):
         )
 
     def make_expert(self) -> Any:
-        from envs.text.oracles import ReferenceOracle
+        from lfi_gym.envs.text.oracles import ReferenceOracle
 
         return ReferenceOracle(self)

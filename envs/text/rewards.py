@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from envs.text.cider import DocumentFrequency, Tokenizer, cider_d, coco_tokenize
+from lfi_gym.envs.text.cider import DocumentFrequency, Tokenizer, cider_d, coco_tokenize
 
 __all__ = [
     "REWARDS",
@@ -279,7 +279,7 @@ class SequenceClassifierReward(_Reward):
             PreTrainedModel,
         )
 
-        from envs.text.hub import load_pretrained
+        from lfi_gym.envs.text.hub import load_pretrained
 
         self.score_on = _check_score_on(self.name, score_on)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.core import State, generator_from_state, rng_state
-from envs.text.task import TextTask
+from lfi_gym.envs.core import State, generator_from_state, rng_state
+from lfi_gym.envs.text.task import TextTask
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

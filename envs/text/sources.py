@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from envs.text.task import TextSample, TextTask, check_split, split_words
+from lfi_gym.envs.text.task import TextSample, TextTask, check_split, split_words
 
 TINYREVIEWS_ID = "TextGen-TinyReviews-v0"
 IMDB_ID = "TextGen-IMDB-v0"
@@ -25,7 +25,7 @@ def load_tokenizer(tokenizer: Any, *, env_id: str, argument: str, padding_side: 
     """A tokenizer from a hub name, a local directory, or a loaded tokenizer."""
     from transformers import AutoTokenizer
 
-    from envs.text.hub import load_pretrained
+    from lfi_gym.envs.text.hub import load_pretrained
 
     if isinstance(tokenizer, str) or hasattr(tokenizer, "__fspath__"):
         tokenizer = load_pretrained(
@@ -70,8 +70,8 @@ def tinyreviews_task(
     tokens), its reference the other half. ``labels=(1,)`` keeps only positive reviews
     (the supervised fine-tuning data of GRUE IMDB's BC guide).
     """
-    from envs.text.rewards import make_reward
-    from envs.text.tinyreviews import ASSET_DIR
+    from lfi_gym.envs.text.rewards import make_reward
+    from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
     check_split(split, TINYREVIEWS_ID)
     samples = list(_tinyreviews_samples(split))
@@ -95,7 +95,7 @@ def tinyreviews_task(
 
 @functools.cache
 def _tinyreviews_samples(split: str) -> tuple[TextSample, ...]:
-    from envs.text.tinyreviews import load_split
+    from lfi_gym.envs.text.tinyreviews import load_split
 
     samples = []
     for review in load_split(split):
@@ -126,8 +126,8 @@ def imdb_task(
     20%, test = 5,000 of the shuffled test split. Reward: P(positive) of ``reward_model``
     on prompt + continuation, unless ``reward`` (a registered name or a callable) is given.
     """
-    from envs.text.hub import load_hf_dataset
-    from envs.text.rewards import SequenceClassifierReward, make_reward
+    from lfi_gym.envs.text.hub import load_hf_dataset
+    from lfi_gym.envs.text.rewards import SequenceClassifierReward, make_reward
 
     check_split(split, IMDB_ID)
     tokenizer = load_tokenizer(
@@ -205,8 +205,8 @@ def commongen_task(
     can run (Java and pycocoevalcap present), else CIDEr-D with document frequencies over
     the split's reference sets; the reward's name is in every final info's ``scores``.
     """
-    from envs.text.hub import load_hf_dataset
-    from envs.text.rewards import CIDErDReward, SpiderReward, make_reward, spice_available
+    from lfi_gym.envs.text.hub import load_hf_dataset
+    from lfi_gym.envs.text.rewards import CIDErDReward, SpiderReward, make_reward, spice_available
 
     check_split(split, COMMONGEN_ID)
     tokenizer = load_tokenizer(

@@ -55,7 +55,7 @@ class TextTask:
         vocab_size: int | None = None,
         reward_name: str | None = None,
     ) -> None:
-        from envs.text.rewards import reward_name as default_reward_name
+        from lfi_gym.envs.text.rewards import reward_name as default_reward_name
 
         for value, what in ((prompt_length, "prompt_length"), (max_new_tokens, "max_new_tokens")):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -143,7 +143,7 @@ class TextTask:
         self, prompts: list[str], completions: list[str], references: list[list[str]]
     ) -> np.ndarray:
         """One batched reward call, checked for length and finiteness."""
-        from envs.text.rewards import check_rewards
+        from lfi_gym.envs.text.rewards import check_rewards
 
         values = self.reward_fn(prompts, completions, references)
         return check_rewards(values, len(completions), self.reward_name)

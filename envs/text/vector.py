@@ -22,11 +22,11 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.core import State
-from envs.text.env import TextGenEnv
-from envs.text.rows import TextRows
-from envs.text.task import TextTask
-from envs.vector import VectorState, plan_restart
+from lfi_gym.envs.core import State
+from lfi_gym.envs.text.env import TextGenEnv
+from lfi_gym.envs.text.rows import TextRows
+from lfi_gym.envs.text.task import TextTask
+from lfi_gym.envs.vector import VectorState, plan_restart
 
 
 class TextGenVectorEnv(VectorEnv):

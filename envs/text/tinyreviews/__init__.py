@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import pathlib
 
-from envs.text.tinyreviews.grammar import MAX_WORDS, MIN_WORDS, Review, generate_reviews
+from lfi_gym.envs.text.tinyreviews.grammar import MAX_WORDS, MIN_WORDS, Review, generate_reviews
 
 ASSET_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent.parent / "assets" / "tinyreviews"
 """Folder with the shipped tokenizer, model (safetensors) and training.json."""

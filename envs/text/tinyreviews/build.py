@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.text.task import split_words
-from envs.text.tinyreviews import ASSET_DIR, SPLIT_SEEDS, SPLIT_SIZES, Review, load_split
+from lfi_gym.envs.text.task import split_words
+from lfi_gym.envs.text.tinyreviews import ASSET_DIR, SPLIT_SEEDS, SPLIT_SIZES, Review, load_split
 
 EOS_TOKEN = "<|endoftext|>"
 
