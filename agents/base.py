@@ -26,6 +26,8 @@ from stable_baselines3.common.utils import configure_logger, get_device, set_ran
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.files import atomic_write
+from lfi_gym.envs.policies import check_spaces
+from lfi_gym.envs.validation import check_positive_int
 
 AGENT_FILE_VERSION = 1
 
@@ -98,8 +100,6 @@ class BaseAgent(ABC):
 
     def set_env(self, env: gym.Env) -> None:
         """Attach an env (e.g. after ``load`` without one); its spaces must match the policy."""
-        from lfi_gym.agents.policies import check_spaces
-
         check_spaces(self.policy, env, role="policy")
         self.env, self._vec_env = env, None
 
@@ -266,32 +266,6 @@ def _zip_path(path: str | os.PathLike) -> Path:
     """``path`` with ``.zip`` appended unless it already ends so (``run.v1`` -> ``run.v1.zip``)."""
     path = Path(path)
     return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def check_positive_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not number > 0 or not np.isfinite(number):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return number
-
-
-def check_non_negative_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}") from None
-    if not number >= 0 or not np.isfinite(number):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return number
 
 
 def _convert_callback(callback: Any) -> BaseCallback:

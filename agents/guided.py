@@ -32,9 +32,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lfi_gym.agents.policies import as_policy, check_probability, same_space
 from lfi_gym.agents.ppo import PPO
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan
+from lfi_gym.envs.policies import as_policy, same_space
+from lfi_gym.envs.validation import check_positive_int, check_probability, is_int
 
 #: Roll-in length that never switches (an unguided AggreVaTeD episode stays the learner's).
 NEVER = 2**62
@@ -55,12 +56,8 @@ class _Guided(PPO):
         **kwargs: Any,
     ) -> None:
         super().__init__(env, policy, **kwargs)
-        if restart_horizon is not None and (
-            isinstance(restart_horizon, bool)
-            or not isinstance(restart_horizon, (int, np.integer))
-            or restart_horizon < 1
-        ):
-            raise ValueError(f"restart_horizon must be a positive int, got {restart_horizon!r}")
+        if restart_horizon is not None:
+            check_positive_int(restart_horizon, "restart_horizon")
         self.restart_horizon = restart_horizon
         if guide is not None:
             self.set_guide(guide)
@@ -213,7 +210,7 @@ class D2LOLS(_Alternating):
         aggrevated_beta: float = 0.8,
         **kwargs: Any,
     ):
-        if isinstance(tau, bool) or not isinstance(tau, (int, np.integer)) or tau < 0:
+        if not is_int(tau) or tau < 0:
             raise ValueError(f"tau must be a number of iterations >= 0, got {tau!r}")
         self.tau = int(tau)
         super().__init__(env, policy, ppo_beta=ppo_beta, aggrevated_beta=aggrevated_beta, **kwargs)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lfi_gym.agents.policies import OraclePolicy
+from lfi_gym.envs.policies import OraclePolicy
 
 FRAME_SKIP = 4
 
