@@ -9,6 +9,7 @@ resumes training. BC does not store its demonstrations: give them back with
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -35,12 +36,36 @@ AGENT_FILE_VERSION = 1
 class BaseAgent(ABC):
     """SB3-shaped base: ``learn`` / ``predict`` / ``save`` / ``load``.
 
-    Subclasses set ``hyperparameter_names`` (saved and restored by name) and implement
-    ``_learn`` and the policy plumbing. SB3 callbacks work unchanged: they see this object
-    as ``model`` with ``num_timesteps``, ``logger``, ``get_env()`` and ``predict``.
+    Subclasses implement ``_learn`` and the policy plumbing. Their hyperparameters are the
+    keyword arguments of ``__init__`` (see :func:`constructor_hyperparameters`), saved by
+    name from the attributes of the same names and given back to ``__init__`` on load.
+    SB3 callbacks work unchanged: they see this object as ``model`` with
+    ``num_timesteps``, ``logger``, ``get_env()`` and ``predict``.
     """
 
+    #: Constructor arguments that are not hyperparameters: the env, data and policies
+    #: (objects, saved in other members or given back on load) and run settings.
+    NOT_HYPERPARAMETERS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "env",
+            "demonstrations",
+            "sft_demonstrations",
+            "expert",
+            "guide",
+            "policy",
+            "policy_kwargs",
+            "seed",
+            "device",
+            "tensorboard_log",
+            "verbose",
+        }
+    )
+    #: Set for each subclass from its ``__init__`` when the class is created.
     hyperparameter_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.hyperparameter_names = constructor_hyperparameters(cls)
 
     def __init__(
         self,
@@ -174,6 +199,14 @@ class BaseAgent(ABC):
     # -- files ---------------------------------------------------------------------------
 
     def get_hyperparameters(self) -> dict[str, Any]:
+        missing = [name for name in self.hyperparameter_names if not hasattr(self, name)]
+        if missing:
+            cls = type(self).__name__
+            raise AttributeError(
+                f"{cls}.__init__ takes the hyperparameter(s) {', '.join(missing)} but keeps no "
+                "attribute of the same name: set self.<name> in __init__ (hyperparameters are "
+                f"saved by name) or add the name to {cls}.NOT_HYPERPARAMETERS"
+            )
         return {name: getattr(self, name) for name in self.hyperparameter_names}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -260,6 +293,33 @@ class BaseAgent(ABC):
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def constructor_hyperparameters(cls: type[BaseAgent]) -> tuple[str, ...]:
+    """The keyword arguments of ``cls.__init__`` less ``cls.NOT_HYPERPARAMETERS``.
+
+    An ``__init__`` that takes ``**kwargs`` passes them to its parent's (PPO++ to PPO), so
+    the parent's hyperparameters count too, listed first; the walk stops at BaseAgent,
+    whose arguments are run settings.
+    """
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is BaseAgent:
+            break
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        own = [
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name != "self"
+            and p.name not in cls.NOT_HYPERPARAMETERS
+        ]
+        names = own + [name for name in names if name not in own]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return tuple(names)
 
 
 def _zip_path(path: str | os.PathLike) -> Path:

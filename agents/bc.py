@@ -99,8 +99,6 @@ class BC(BaseAgent):
     the batch size, so an SB3 ``eval_freq`` counts gradient steps.
     """
 
-    hyperparameter_names = ("learning_rate", "batch_size", "ent_coef", "l2_coef", "max_grad_norm")
-
     def __init__(
         self,
         env: gym.Env | None,

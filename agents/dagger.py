@@ -58,16 +58,6 @@ class DAgger(BaseAgent):
     learner, as in :class:`agents.BC`.
     """
 
-    hyperparameter_names = (
-        "steps_per_round",
-        "beta_schedule",
-        "beta_rounds",
-        "beta_decay",
-        "n_epochs",
-        "deterministic_rollouts",
-        "retrain_from_scratch",
-    )
-
     def __init__(
         self,
         env: gym.Env | None,

@@ -197,26 +197,6 @@ class DRIL(BaseAgent):
     an SB3 policy name with ``policy_kwargs`` overrides it.
     """
 
-    hyperparameter_names = (
-        "ensemble_size",
-        "quantile",
-        "threshold",
-        "cost",
-        "shared_trunk",
-        "ensemble_epochs",
-        "ensemble_learning_rate",
-        "bc_epochs",
-        "bc_learning_rate",
-        "bc_batch_size",
-        "bc_mode",
-        "bc_coef",
-        "bc_batches_per_update",
-        "rl_algorithm",
-        "n_envs",
-        "rl_kwargs",
-        "train_env_kwargs",
-    )
-
     def __init__(
         self,
         env: gym.Env | None,

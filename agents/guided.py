@@ -44,8 +44,6 @@ NEVER = 2**62
 class _Guided(PPO):
     """PPO whose episodes may be guided; ``guide`` is any Policy on the same spaces."""
 
-    hyperparameter_names = (*PPO.hyperparameter_names, "restart_horizon")
-
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv | None,
@@ -109,8 +107,6 @@ class _Guided(PPO):
 class PPOPlusPlus(_Guided):
     """PPO++: the guide rolls in with probability ``beta`` (paper: 0.2), the learner rolls out."""
 
-    hyperparameter_names = (*_Guided.hyperparameter_names, "beta")
-
     def __init__(self, env, policy: Any = "auto", *, beta: float = 0.2, **kwargs: Any):
         self.beta = check_probability(beta, "beta")
         super().__init__(env, policy, **kwargs)
@@ -123,8 +119,6 @@ class AggreVaTeD(_Guided):
     """AggreVaTeD: the learner rolls in, the guide completes with probability ``beta``
     (paper: 0.8); the completion's return credits the learner's roll-in tokens."""
 
-    hyperparameter_names = (*_Guided.hyperparameter_names, "beta")
-
     def __init__(self, env, policy: Any = "auto", *, beta: float = 0.8, **kwargs: Any):
         self.beta = check_probability(beta, "beta")
         super().__init__(env, policy, **kwargs)
@@ -136,8 +130,6 @@ class AggreVaTeD(_Guided):
 class _Alternating(_Guided):
     """Guided agents that run each iteration as PPO++ or as AggreVaTeD (``iteration_mode``),
     with ``ppo_beta`` / ``aggrevated_beta`` as the two modes' beta."""
-
-    hyperparameter_names = (*_Guided.hyperparameter_names, "tau", "ppo_beta", "aggrevated_beta")
 
     def __init__(self, env, policy: Any, *, ppo_beta: float, aggrevated_beta: float, **kwargs: Any):
         self.ppo_beta = check_probability(ppo_beta, "ppo_beta")

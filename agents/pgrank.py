@@ -42,15 +42,6 @@ class PGRank(BaseAgent):
     State, so ``PGRank.load(path, env)`` continues exactly where training stopped.
     """
 
-    hyperparameter_names = (
-        "learning_rate",
-        "n_samples",
-        "queries_per_update",
-        "ent_coef",
-        "max_grad_norm",
-        "normalize_advantage",
-    )
-
     def __init__(
         self,
         env: gym.Env | None,

@@ -117,26 +117,6 @@ class PPO(BaseAgent):
     compare at equal token budgets.
     """
 
-    hyperparameter_names = (
-        "n_envs",
-        "learning_rate",
-        "n_steps",
-        "batch_size",
-        "n_epochs",
-        "gamma",
-        "gae_lambda",
-        "clip_range",
-        "clip_range_vf",
-        "vf_coef",
-        "ent_coef",
-        "max_grad_norm",
-        "kl_coef",
-        "target_kl",
-        "kl_horizon",
-        "sft_coef",
-        "normalize_advantage",
-    )
-
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv | None,
