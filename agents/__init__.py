@@ -1,7 +1,7 @@
 """lfi-gym agents, in the Stable-Baselines3 shape (``learn`` / ``predict`` / ``save`` / ``load``).
 
 Agents that query an expert (DAgger) take any Policy: an SB3 model, another agent,
-``envs.make_expert(env)``. Every agent trains an SB3 policy as its learner.
+``lfi_gym.envs.make_expert(env)``. Every agent trains an SB3 policy as its learner.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from lfi_gym.agents.bc import BC
 from lfi_gym.agents.dagger import DAgger
 from lfi_gym.agents.data import Demonstrations, DemonstrationsFileError
 from lfi_gym.agents.dril import DRIL
-from lfi_gym.agents.evaluation import episode_returns
+from lfi_gym.agents.evaluation import episode_returns, evaluate_ranker
 from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
 from lfi_gym.agents.lm_policy import LMPolicy
-from lfi_gym.agents.policies import MixturePolicy, OraclePolicy, Policy, as_policy
+from lfi_gym.agents.pgrank import PGRank
+from lfi_gym.agents.plackett_luce import PlackettLucePolicy
+from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.agents.ppo import PPO
-from lfi_gym.agents.ranking import PGRank, PlackettLucePolicy
+from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
 
 #: Agents by the short name used on the command line (``lfi-gym compare --agents``).
 AGENTS: dict[str, type[BaseAgent]] = {
@@ -53,6 +55,7 @@ __all__ = [
     "agent_class",
     "as_policy",
     "episode_returns",
+    "evaluate_ranker",
 ]
 
 

@@ -9,6 +9,7 @@ resumes training. BC does not store its demonstrations: give them back with
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -26,6 +27,8 @@ from stable_baselines3.common.utils import configure_logger, get_device, set_ran
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.files import atomic_write
+from lfi_gym.envs.policies import check_spaces
+from lfi_gym.envs.validation import check_positive_int
 
 AGENT_FILE_VERSION = 1
 
@@ -33,12 +36,36 @@ AGENT_FILE_VERSION = 1
 class BaseAgent(ABC):
     """SB3-shaped base: ``learn`` / ``predict`` / ``save`` / ``load``.
 
-    Subclasses set ``hyperparameter_names`` (saved and restored by name) and implement
-    ``_learn`` and the policy plumbing. SB3 callbacks work unchanged: they see this object
-    as ``model`` with ``num_timesteps``, ``logger``, ``get_env()`` and ``predict``.
+    Subclasses implement ``_learn`` and the policy plumbing. Their hyperparameters are the
+    keyword arguments of ``__init__`` (see :func:`constructor_hyperparameters`), saved by
+    name from the attributes of the same names and given back to ``__init__`` on load.
+    SB3 callbacks work unchanged: they see this object as ``model`` with
+    ``num_timesteps``, ``logger``, ``get_env()`` and ``predict``.
     """
 
+    #: Constructor arguments that are not hyperparameters: the env, data and policies
+    #: (objects, saved in other members or given back on load) and run settings.
+    NOT_HYPERPARAMETERS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "env",
+            "demonstrations",
+            "sft_demonstrations",
+            "expert",
+            "guide",
+            "policy",
+            "policy_kwargs",
+            "seed",
+            "device",
+            "tensorboard_log",
+            "verbose",
+        }
+    )
+    #: Set for each subclass from its ``__init__`` when the class is created.
     hyperparameter_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.hyperparameter_names = constructor_hyperparameters(cls)
 
     def __init__(
         self,
@@ -98,8 +125,6 @@ class BaseAgent(ABC):
 
     def set_env(self, env: gym.Env) -> None:
         """Attach an env (e.g. after ``load`` without one); its spaces must match the policy."""
-        from lfi_gym.agents.policies import check_spaces
-
         check_spaces(self.policy, env, role="policy")
         self.env, self._vec_env = env, None
 
@@ -174,6 +199,14 @@ class BaseAgent(ABC):
     # -- files ---------------------------------------------------------------------------
 
     def get_hyperparameters(self) -> dict[str, Any]:
+        missing = [name for name in self.hyperparameter_names if not hasattr(self, name)]
+        if missing:
+            cls = type(self).__name__
+            raise AttributeError(
+                f"{cls}.__init__ takes the hyperparameter(s) {', '.join(missing)} but keeps no "
+                "attribute of the same name: set self.<name> in __init__ (hyperparameters are "
+                f"saved by name) or add the name to {cls}.NOT_HYPERPARAMETERS"
+            )
         return {name: getattr(self, name) for name in self.hyperparameter_names}
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -262,36 +295,37 @@ class BaseAgent(ABC):
 # -- helpers --------------------------------------------------------------------------
 
 
+def constructor_hyperparameters(cls: type[BaseAgent]) -> tuple[str, ...]:
+    """The keyword arguments of ``cls.__init__`` less ``cls.NOT_HYPERPARAMETERS``.
+
+    An ``__init__`` that takes ``**kwargs`` passes them to its parent's (PPO++ to PPO), so
+    the parent's hyperparameters count too, listed first; the walk stops at BaseAgent,
+    whose arguments are run settings.
+    """
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is BaseAgent:
+            break
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters.values()
+        own = [
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name != "self"
+            and p.name not in cls.NOT_HYPERPARAMETERS
+        ]
+        names = own + [name for name in names if name not in own]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return tuple(names)
+
+
 def _zip_path(path: str | os.PathLike) -> Path:
     """``path`` with ``.zip`` appended unless it already ends so (``run.v1`` -> ``run.v1.zip``)."""
     path = Path(path)
     return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def check_positive_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not number > 0 or not np.isfinite(number):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return number
-
-
-def check_non_negative_float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}") from None
-    if not number >= 0 or not np.isfinite(number):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-    return number
 
 
 def _convert_callback(callback: Any) -> BaseCallback:

@@ -17,16 +17,15 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import (
-    BaseAgent,
+from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.policies import action_log_prob, trainable_module
+from lfi_gym.envs.policies import check_spaces, same_space
+from lfi_gym.envs.validation import (
     check_non_negative_float,
     check_positive_float,
     check_positive_int,
-    torch_bytes,
-    torch_load,
 )
-from lfi_gym.agents.data import Demonstrations
-from lfi_gym.agents.policies import action_log_prob, check_spaces, same_space, trainable_module
 
 POLICY_ALIASES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 
@@ -35,7 +34,7 @@ POLICY_ALIASES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 #: built as ``cls.from_spaces(observation_space, action_space, **policy_kwargs)``.
 LEARNER_CLASSES = {
     "LMPolicy": "lfi_gym.agents.lm_policy:LMPolicy",
-    "PlackettLucePolicy": "lfi_gym.agents.ranking:PlackettLucePolicy",
+    "PlackettLucePolicy": "lfi_gym.agents.plackett_luce:PlackettLucePolicy",
 }
 
 
@@ -99,8 +98,6 @@ class BC(BaseAgent):
     Callbacks' ``on_step`` runs once per gradient step, and ``num_timesteps`` advances by
     the batch size, so an SB3 ``eval_freq`` counts gradient steps.
     """
-
-    hyperparameter_names = ("learning_rate", "batch_size", "ent_coef", "l2_coef", "max_grad_norm")
 
     def __init__(
         self,

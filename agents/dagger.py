@@ -24,11 +24,12 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import BaseAgent, check_positive_int, torch_bytes, torch_load
+from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
 from lfi_gym.agents.bc import BC
 from lfi_gym.agents.data import Demonstrations, TransitionBuffer
-from lfi_gym.agents.policies import OraclePolicy, as_policy, check_probability, check_spaces
 from lfi_gym.envs.core import RestartableEnv, StateError
+from lfi_gym.envs.policies import OraclePolicy, as_policy, check_spaces
+from lfi_gym.envs.validation import check_positive_int, check_probability
 
 
 def linear_beta(rounds: int) -> Callable[[int], float]:
@@ -56,16 +57,6 @@ class DAgger(BaseAgent):
     Other keyword arguments (``learning_rate``, ``batch_size``, ...) configure the BC
     learner, as in :class:`agents.BC`.
     """
-
-    hyperparameter_names = (
-        "steps_per_round",
-        "beta_schedule",
-        "beta_rounds",
-        "beta_decay",
-        "n_epochs",
-        "deterministic_rollouts",
-        "retrain_from_scratch",
-    )
 
     def __init__(
         self,
@@ -182,7 +173,7 @@ class DAgger(BaseAgent):
             ):
                 raise ValueError(
                     "the expert reads the internal state of another env instance; create it "
-                    "with envs.make_expert(env) on the env passed to DAgger"
+                    "with lfi_gym.envs.make_expert(env) on the env passed to DAgger"
                 )
         self.expert = expert
 
@@ -191,7 +182,7 @@ class DAgger(BaseAgent):
     def _learn(self, target_timesteps: int, callback: BaseCallback, bar: tqdm) -> None:
         if self.expert is None:
             raise ValueError(
-                "DAgger needs an expert: DAgger(env, expert=envs.make_expert(env)), or "
+                "DAgger needs an expert: DAgger(env, expert=lfi_gym.envs.make_expert(env)), or "
                 "DAgger.load(path, env=env, expert=...) (experts are not saved with the agent)"
             )
         self.bc.set_logger(self.logger)  # one logger for DAgger and its BC learner

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import check_positive_int
 from lfi_gym.agents.files import atomic_write
-from lfi_gym.agents.policies import Policy, as_policy, check_spaces, same_space
+from lfi_gym.envs.policies import Policy, as_policy, check_spaces, same_space
+from lfi_gym.envs.validation import check_positive_int
 
 SCHEMA_VERSION = 1
 MAGIC = b"LFIDEMO\x01"

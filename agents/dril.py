@@ -60,17 +60,18 @@ from stable_baselines3.common.torch_layers import (
 from torch import nn
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import (
-    BaseAgent,
+from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
+from lfi_gym.agents.bc import BC
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.policies import action_log_prob
+from lfi_gym.envs.policies import same_space
+from lfi_gym.envs.validation import (
+    check_choice,
     check_non_negative_float,
     check_positive_float,
     check_positive_int,
-    torch_bytes,
-    torch_load,
+    is_int,
 )
-from lfi_gym.agents.bc import BC
-from lfi_gym.agents.data import Demonstrations
-from lfi_gym.agents.policies import action_log_prob, same_space
 
 THRESHOLD_MODES = ("per_action", "global", "original")
 COST_KINDS = ("probability", "logit")
@@ -196,26 +197,6 @@ class DRIL(BaseAgent):
     an SB3 policy name with ``policy_kwargs`` overrides it.
     """
 
-    hyperparameter_names = (
-        "ensemble_size",
-        "quantile",
-        "threshold",
-        "cost",
-        "shared_trunk",
-        "ensemble_epochs",
-        "ensemble_learning_rate",
-        "bc_epochs",
-        "bc_learning_rate",
-        "bc_batch_size",
-        "bc_mode",
-        "bc_coef",
-        "bc_batches_per_update",
-        "rl_algorithm",
-        "n_envs",
-        "rl_kwargs",
-        "train_env_kwargs",
-    )
-
     def __init__(
         self,
         env: gym.Env | None,
@@ -250,7 +231,7 @@ class DRIL(BaseAgent):
         )
         if env is None:
             raise ValueError("DRIL needs an env to build its learner: pass DRIL(env, demos)")
-        if isinstance(ensemble_size, bool) or not isinstance(ensemble_size, (int, np.integer)):
+        if not is_int(ensemble_size):
             raise ValueError(f"ensemble_size must be an int >= 2, got {ensemble_size!r}")
         if ensemble_size < 2:
             raise ValueError(
@@ -267,10 +248,10 @@ class DRIL(BaseAgent):
                 f"quantile must lie strictly between 0 and 1, got {quantile!r}; the paper uses 0.98"
             )
         self.quantile = quantile_value
-        self.threshold = _check_choice(threshold, THRESHOLD_MODES, "threshold")
-        self.cost = _check_choice(cost, COST_KINDS, "cost")
-        self.bc_mode = _check_choice(bc_mode, BC_MODES, "bc_mode")
-        self.rl_algorithm = _check_choice(rl_algorithm, RL_ALGORITHMS, "rl_algorithm")
+        self.threshold = check_choice(threshold, THRESHOLD_MODES, "threshold")
+        self.cost = check_choice(cost, COST_KINDS, "cost")
+        self.bc_mode = check_choice(bc_mode, BC_MODES, "bc_mode")
+        self.rl_algorithm = check_choice(rl_algorithm, RL_ALGORITHMS, "rl_algorithm")
         self.shared_trunk = bool(shared_trunk)
         self.ensemble_epochs = check_positive_int(ensemble_epochs, "ensemble_epochs")
         self.ensemble_learning_rate = check_positive_float(
@@ -339,8 +320,8 @@ class DRIL(BaseAgent):
     def _check_demonstrations(demonstrations: Any, env: gym.Env) -> None:
         if demonstrations is None:
             raise ValueError(
-                "DRIL needs demonstrations: Demonstrations.collect(env, envs.make_expert(env), "
-                "n_episodes=1) or Demonstrations.load(path)"
+                "DRIL needs demonstrations: Demonstrations.collect(env, "
+                "lfi_gym.envs.make_expert(env), n_episodes=1) or Demonstrations.load(path)"
             )
         if not isinstance(demonstrations, Demonstrations):
             raise TypeError(
@@ -704,12 +685,6 @@ def _env_make_args(env: gym.Env) -> dict[str, Any] | None:
     except TypeError:
         return None
     return {"id": env.spec.id, "kwargs": dict(env.spec.kwargs)}
-
-
-def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
 
 
 __all__ = ["DRIL", "Ensemble", "MinAtarCNN", "auto_policy", "ensemble_costs"]

@@ -32,9 +32,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lfi_gym.agents.policies import as_policy, check_probability, same_space
 from lfi_gym.agents.ppo import PPO
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan
+from lfi_gym.envs.policies import as_policy, same_space
+from lfi_gym.envs.validation import check_positive_int, check_probability, is_int
 
 #: Roll-in length that never switches (an unguided AggreVaTeD episode stays the learner's).
 NEVER = 2**62
@@ -42,8 +43,6 @@ NEVER = 2**62
 
 class _Guided(PPO):
     """PPO whose episodes may be guided; ``guide`` is any Policy on the same spaces."""
-
-    hyperparameter_names = (*PPO.hyperparameter_names, "restart_horizon")
 
     def __init__(
         self,
@@ -55,12 +54,8 @@ class _Guided(PPO):
         **kwargs: Any,
     ) -> None:
         super().__init__(env, policy, **kwargs)
-        if restart_horizon is not None and (
-            isinstance(restart_horizon, bool)
-            or not isinstance(restart_horizon, (int, np.integer))
-            or restart_horizon < 1
-        ):
-            raise ValueError(f"restart_horizon must be a positive int, got {restart_horizon!r}")
+        if restart_horizon is not None:
+            check_positive_int(restart_horizon, "restart_horizon")
         self.restart_horizon = restart_horizon
         if guide is not None:
             self.set_guide(guide)
@@ -112,8 +107,6 @@ class _Guided(PPO):
 class PPOPlusPlus(_Guided):
     """PPO++: the guide rolls in with probability ``beta`` (paper: 0.2), the learner rolls out."""
 
-    hyperparameter_names = (*_Guided.hyperparameter_names, "beta")
-
     def __init__(self, env, policy: Any = "auto", *, beta: float = 0.2, **kwargs: Any):
         self.beta = check_probability(beta, "beta")
         super().__init__(env, policy, **kwargs)
@@ -126,8 +119,6 @@ class AggreVaTeD(_Guided):
     """AggreVaTeD: the learner rolls in, the guide completes with probability ``beta``
     (paper: 0.8); the completion's return credits the learner's roll-in tokens."""
 
-    hyperparameter_names = (*_Guided.hyperparameter_names, "beta")
-
     def __init__(self, env, policy: Any = "auto", *, beta: float = 0.8, **kwargs: Any):
         self.beta = check_probability(beta, "beta")
         super().__init__(env, policy, **kwargs)
@@ -139,8 +130,6 @@ class AggreVaTeD(_Guided):
 class _Alternating(_Guided):
     """Guided agents that run each iteration as PPO++ or as AggreVaTeD (``iteration_mode``),
     with ``ppo_beta`` / ``aggrevated_beta`` as the two modes' beta."""
-
-    hyperparameter_names = (*_Guided.hyperparameter_names, "tau", "ppo_beta", "aggrevated_beta")
 
     def __init__(self, env, policy: Any, *, ppo_beta: float, aggrevated_beta: float, **kwargs: Any):
         self.ppo_beta = check_probability(ppo_beta, "ppo_beta")
@@ -213,7 +202,7 @@ class D2LOLS(_Alternating):
         aggrevated_beta: float = 0.8,
         **kwargs: Any,
     ):
-        if isinstance(tau, bool) or not isinstance(tau, (int, np.integer)) or tau < 0:
+        if not is_int(tau) or tau < 0:
             raise ValueError(f"tau must be a number of iterations >= 0, got {tau!r}")
         self.tau = int(tau)
         super().__init__(env, policy, ppo_beta=ppo_beta, aggrevated_beta=aggrevated_beta, **kwargs)

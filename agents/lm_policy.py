@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from lfi_gym.agents.policies import batch_observation
+from lfi_gym.envs.policies import batch_observation
+from lfi_gym.envs.validation import check_positive_float, check_positive_int
 
 POLICY_CONFIG = "lfi_policy.json"
 #: The tiny GPT-2 shipped with TextGen-TinyReviews-v0, by a hub-style name that works offline.
@@ -109,10 +110,9 @@ class LMPolicy(torch.nn.Module):
                 "a seq2seq LMPolicy needs prompt_length (where the encoder input ends); use "
                 "LMPolicy.from_pretrained(..., env=env) to read it from the env"
             )
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if top_k is not None:
+            check_positive_int(top_k, "top_k")
+        check_positive_float(temperature, "temperature")
         self.observation_space = observation_space
         self.action_space = action_space
         self.prompt_length = prompt_length

@@ -46,16 +46,20 @@ from lfi_gym.agents.base import (
     BaseAgent,
     _policy_from_payload,
     _policy_payload,
-    check_non_negative_float,
-    check_positive_float,
-    check_positive_int,
     torch_bytes,
     torch_load,
 )
 from lfi_gym.agents.bc import make_learner
 from lfi_gym.agents.data import Demonstrations
-from lfi_gym.agents.policies import action_log_prob, same_space
+from lfi_gym.agents.policies import action_log_prob
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
+from lfi_gym.envs.policies import same_space
+from lfi_gym.envs.validation import (
+    check_non_negative_float,
+    check_positive_float,
+    check_positive_int,
+    check_unit_interval,
+)
 
 #: The RLGF authors' later code (REFERENCE.md): 112 trajectories x 50 iterations
 #: (n_steps = 112 x 48 tokens on IMDB), minibatch 28 trajectories, lr 1e-5, KL 0.001, SFT
@@ -113,26 +117,6 @@ class PPO(BaseAgent):
     compare at equal token budgets.
     """
 
-    hyperparameter_names = (
-        "n_envs",
-        "learning_rate",
-        "n_steps",
-        "batch_size",
-        "n_epochs",
-        "gamma",
-        "gae_lambda",
-        "clip_range",
-        "clip_range_vf",
-        "vf_coef",
-        "ent_coef",
-        "max_grad_norm",
-        "kl_coef",
-        "target_kl",
-        "kl_horizon",
-        "sft_coef",
-        "normalize_advantage",
-    )
-
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv | None,
@@ -170,8 +154,8 @@ class PPO(BaseAgent):
         self.n_steps = check_positive_int(n_steps, "n_steps")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.n_epochs = check_positive_int(n_epochs, "n_epochs")
-        self.gamma = _check_unit(gamma, "gamma")
-        self.gae_lambda = _check_unit(gae_lambda, "gae_lambda")
+        self.gamma = check_unit_interval(gamma, "gamma")
+        self.gae_lambda = check_unit_interval(gae_lambda, "gae_lambda")
         self.clip_range = check_positive_float(clip_range, "clip_range")
         self.clip_range_vf = (
             None if clip_range_vf is None else check_positive_float(clip_range_vf, "clip_range_vf")
@@ -694,13 +678,3 @@ def _explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
     if variance == 0:
         return float("nan")
     return float(1 - (returns - values).var() / variance)
-
-
-def _check_unit(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
-    if not 0 <= number <= 1:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return number

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from lfi_gym import agents, envs
-from lfi_gym.agents.ranking import PGRank, PlackettLucePolicy, evaluate_ranker
+from lfi_gym.agents.evaluation import evaluate_ranker
+from lfi_gym.agents.pgrank import PGRank
+from lfi_gym.agents.plackett_luce import PlackettLucePolicy
 from lfi_gym.envs.ranking import ndcg_from_scores
 
 

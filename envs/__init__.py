@@ -9,27 +9,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 
 from lfi_gym.envs.core import RestartableEnv, State, StateError
+from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
 from lfi_gym.envs.registration import check_env_id, register_restartable, registered_ids
 from lfi_gym.envs.vector import RestartableSyncVectorEnv, VectorState
 
 __all__ = [
+    "OraclePolicy",
+    "Policy",
     "RestartableEnv",
     "RestartableSyncVectorEnv",
     "State",
     "StateError",
     "VectorState",
+    "as_policy",
     "check_env_id",
     "make_expert",
     "registered_ids",
 ]
 
 
-def make_expert(env: gym.Env) -> Any:
+def make_expert(env: gym.Env) -> Policy:
     """The env's computational oracle as a Policy bound to ``env``.
 
     Works through wrappers (it looks at ``env.unwrapped``). The oracle acts on the

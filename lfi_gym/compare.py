@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from lfi_gym import agents, envs
+from lfi_gym.envs.validation import check_positive_int
 from lfi_gym.suites import SuiteEntry
 
 #: Evaluation episode ``i`` of seed ``s`` starts from
@@ -331,9 +332,7 @@ def run_compare(
     if not entries:
         raise ValueError("run_compare needs at least one suite entry")
     if isinstance(seeds, (int, np.integer)):
-        if seeds <= 0:
-            raise ValueError(f"seeds must be a positive int, got {seeds}")
-        seed_list = list(range(int(seeds)))
+        seed_list = list(range(check_positive_int(seeds, "seeds")))
     else:
         seed_list = [int(s) for s in seeds]
         if not seed_list:

@@ -13,8 +13,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lfi_gym.agents.base import check_positive_int
 from lfi_gym.agents.ppo import TINYREVIEWS as PPO_TINYREVIEWS
+from lfi_gym.envs.validation import check_positive_int
 
 
 @dataclasses.dataclass(frozen=True)

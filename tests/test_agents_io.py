@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 
 import gymnasium as gym
 import numpy as np
@@ -15,7 +17,7 @@ from stable_baselines3.common.callbacks import (
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from lfi_gym import envs
-from lfi_gym.agents import BC, DAgger, Demonstrations
+from lfi_gym.agents import AGENTS, BC, DAgger, Demonstrations
 
 ENV_ID = "Control-CartPole-v0"
 
@@ -275,3 +277,121 @@ def test_recurrent_expert_keeps_its_state_in_dagger(env) -> None:
 def test_dagger_rejects_unknown_keyword_arguments(env) -> None:
     with pytest.raises(TypeError, match="n_epoch"):
         DAgger(env, envs.make_expert(env), n_epoch=3)
+
+
+# -- hyperparameters: the constructor's keyword arguments ---------------------------------
+
+PPO_HYPERPARAMETERS = {
+    "n_envs",
+    "learning_rate",
+    "n_steps",
+    "batch_size",
+    "n_epochs",
+    "gamma",
+    "gae_lambda",
+    "clip_range",
+    "clip_range_vf",
+    "vf_coef",
+    "ent_coef",
+    "max_grad_norm",
+    "kl_coef",
+    "target_kl",
+    "kl_horizon",
+    "sft_coef",
+    "normalize_advantage",
+}
+BC_HYPERPARAMETERS = {"learning_rate", "batch_size", "ent_coef", "l2_coef", "max_grad_norm"}
+
+#: What each agent's file holds under "hyperparameters" (DAgger's adds its BC learner's).
+SAVED_HYPERPARAMETERS = {
+    "bc": BC_HYPERPARAMETERS,
+    "dagger": BC_HYPERPARAMETERS
+    | {
+        "steps_per_round",
+        "beta_schedule",
+        "beta_rounds",
+        "beta_decay",
+        "n_epochs",
+        "deterministic_rollouts",
+        "retrain_from_scratch",
+    },
+    "dril": {
+        "ensemble_size",
+        "quantile",
+        "threshold",
+        "cost",
+        "shared_trunk",
+        "ensemble_epochs",
+        "ensemble_learning_rate",
+        "bc_epochs",
+        "bc_learning_rate",
+        "bc_batch_size",
+        "bc_mode",
+        "bc_coef",
+        "bc_batches_per_update",
+        "rl_algorithm",
+        "n_envs",
+        "rl_kwargs",
+        "train_env_kwargs",
+    },
+    "pgrank": {
+        "learning_rate",
+        "n_samples",
+        "queries_per_update",
+        "ent_coef",
+        "max_grad_norm",
+        "normalize_advantage",
+    },
+    "ppo": PPO_HYPERPARAMETERS,
+    "ppo++": PPO_HYPERPARAMETERS | {"restart_horizon", "beta"},
+    "aggrevated": PPO_HYPERPARAMETERS | {"restart_horizon", "beta"},
+    "lols": PPO_HYPERPARAMETERS | {"restart_horizon", "tau", "ppo_beta", "aggrevated_beta"},
+    "d2lols": PPO_HYPERPARAMETERS | {"restart_horizon", "tau", "ppo_beta", "aggrevated_beta"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_each_agent_saves_its_constructor_hyperparameters(name) -> None:
+    cls = AGENTS[name]
+    saved = set(cls.hyperparameter_names)
+    if cls is DAgger:
+        saved |= set(BC.hyperparameter_names)
+    assert saved == SAVED_HYPERPARAMETERS[name]
+
+
+def test_the_file_holds_the_constructor_arguments_given(tmp_path, env, demos) -> None:
+    given = {
+        "learning_rate": 3e-4,
+        "batch_size": 32,
+        "ent_coef": 0.0,
+        "l2_coef": 1e-5,
+        "max_grad_norm": 2.0,
+    }
+    path = BC(env, demos, seed=0, device="cpu", **given).save(tmp_path / "bc")
+    with zipfile.ZipFile(path) as zf:
+        meta = json.loads(zf.read("agent.json"))
+    assert meta["hyperparameters"] == given
+
+
+class SmoothedBC(BC):
+    """BC with one more constructor argument, and no list of hyperparameters to update."""
+
+    def __init__(self, env, demonstrations=None, *, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(env, demonstrations, **kwargs)
+        self.label_smoothing = label_smoothing
+
+
+def test_a_new_constructor_argument_is_saved_and_restored(tmp_path, env, demos) -> None:
+    assert SmoothedBC.hyperparameter_names == (*BC.hyperparameter_names, "label_smoothing")
+    SmoothedBC(env, demos, label_smoothing=0.1, batch_size=16, device="cpu").save(tmp_path / "s")
+    loaded = SmoothedBC.load(tmp_path / "s")
+    assert (loaded.label_smoothing, loaded.batch_size) == (0.1, 16)
+
+
+def test_a_constructor_argument_without_its_attribute_is_refused_at_save(tmp_path, env) -> None:
+    class ForgetfulBC(BC):
+        def __init__(self, env, demonstrations=None, *, warmup: int = 0, **kwargs):
+            super().__init__(env, demonstrations, **kwargs)
+
+    with pytest.raises(AttributeError, match=r"ForgetfulBC.__init__ takes .*warmup"):
+        ForgetfulBC(env, device="cpu").save(tmp_path / "f")

@@ -1,4 +1,5 @@
-"""lfi_gym.agents.policies: the Policy protocol, its adapters, mixtures and the learner log-probs."""
+"""The Policy protocol and its adapters (lfi_gym.envs.policies), mixtures and the learner
+log-probs (lfi_gym.agents.policies)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,8 @@ from gymnasium import spaces
 from stable_baselines3 import DQN, PPO
 
 from lfi_gym import envs
-from lfi_gym.agents.policies import (
-    MixturePolicy,
-    OraclePolicy,
-    Policy,
-    action_log_prob,
-    as_policy,
-    batch_observation,
-    check_spaces,
-    trainable_module,
-)
+from lfi_gym.agents.policies import MixturePolicy, action_log_prob, trainable_module
+from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy, batch_observation, check_spaces
 
 torch.set_num_threads(1)
 

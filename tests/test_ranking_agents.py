@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from lfi_gym import agents, envs
-from lfi_gym.agents.ranking import PGRank, PlackettLucePolicy, evaluate_ranker
+from lfi_gym.agents.evaluation import evaluate_ranker
+from lfi_gym.agents.pgrank import PGRank
+from lfi_gym.agents.plackett_luce import PlackettLucePolicy
 
 KWARGS = {"n_queries": (150, 20, 40), "max_candidates": 12, "n_features": 6, "k_positions": 5}
 

@@ -274,7 +274,7 @@ def test_bundled_letor_sample_loads_offline() -> None:
 def test_maskable_ppo_trains_unmodified_and_beats_random() -> None:
     from sb3_contrib import MaskablePPO
 
-    from lfi_gym.agents.ranking import evaluate_ranker
+    from lfi_gym.agents.evaluation import evaluate_ranker
 
     kwargs = {
         "n_queries": (300, 100, 100),

@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from lfi_gym.envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
+from lfi_gym.envs.validation import check_non_negative_int
 
 SCREEN_SIZE = 84
 STACK = 4
@@ -105,9 +106,8 @@ class AtariImitationEnv(RestartableEnv[np.ndarray, np.int64]):
     ) -> None:
         if game not in ale_py.roms.get_all_rom_ids():
             raise ValueError(f"unknown ALE game {game!r}; ale-py ships e.g. pong, breakout, qbert")
-        for name, value in (("noop_max", noop_max), ("max_frames", max_frames)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        check_non_negative_int(noop_max, "noop_max")
+        check_non_negative_int(max_frames, "max_frames")
         if max_frames < FRAME_SKIP:
             raise ValueError(f"max_frames must be at least {FRAME_SKIP}, got {max_frames}")
         self.game = game

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from lfi_gym.envs.core import RestartableEnv, State, StateError
+from lfi_gym.envs.validation import check_positive_int
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -51,10 +52,8 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
                 f"unknown MinAtar game {game!r}; choose breakout, freeway, asterix, seaquest "
                 "or space_invaders"
             ) from None
-        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon <= 0:
-            raise ValueError(f"horizon must be a positive int, got {horizon!r}")
+        self.horizon = check_positive_int(horizon, "horizon")
         self.game = game
-        self.horizon = horizon
         if self.spec is None:
             self.default_id = f"MinAtarImitation-{game.title().replace('_', '')}-v0"
         self.core = module.Env(ramping=True)

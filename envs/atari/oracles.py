@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from lfi_gym.agents.policies import OraclePolicy
+from lfi_gym.envs.policies import OraclePolicy
+from lfi_gym.envs.validation import check_positive_int
 
 FRAME_SKIP = 4
 
@@ -51,12 +52,6 @@ class _BoundOracle(OraclePolicy):
         raise NotImplementedError
 
 
-def _check_budget(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 class ControllerSearchOracle(_BoundOracle):
     """Lookahead over a family of RAM controllers (see the module docstring).
 
@@ -76,8 +71,8 @@ class ControllerSearchOracle(_BoundOracle):
         super().__init__(env)
         self.base = env.unwrapped
         self.controllers = list(controllers)
-        self.horizon = _check_budget("horizon", horizon)
-        self.replan_every = _check_budget("replan_every", replan_every)
+        self.horizon = check_positive_int(horizon, "horizon")
+        self.replan_every = check_positive_int(replan_every, "replan_every")
         self.life_penalty = float(life_penalty)
         self._plan: list[bytes] = []  # RAM at each planned step
         self._plan_start = -1
@@ -172,7 +167,7 @@ class ActionSearchOracle(_BoundOracle):
     def __init__(self, env, *, depth: int = 10, life_penalty: float = 1000.0) -> None:
         super().__init__(env)
         self.base = env.unwrapped
-        self.depth = _check_budget("depth", depth)
+        self.depth = check_positive_int(depth, "depth")
         self.life_penalty = float(life_penalty)
         self.frames_searched = 0
 
@@ -233,7 +228,7 @@ class MinAtarSearchOracle(_BoundOracle):
     def __init__(self, env, *, depth: int = 6, terminal_penalty: float = 100.0) -> None:
         super().__init__(env)
         self.base = env.unwrapped
-        self.depth = _check_budget("depth", depth)
+        self.depth = check_positive_int(depth, "depth")
         self.terminal_penalty = float(terminal_penalty)
 
     def choose(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from lfi_gym.envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
+from lfi_gym.envs.validation import check_positive_int, is_int
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -38,8 +39,7 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
 
     def __init__(self, horizon: int = 500, render_mode: str | None = None) -> None:
         # Named horizon, not max_episode_steps: gym.make intercepts that name for TimeLimit.
-        if not _is_int(horizon) or horizon <= 0:
-            raise ValueError(f"horizon must be a positive int, got {horizon!r}")
+        check_positive_int(horizon, "horizon")
         CartPoleEnv.__init__(self, render_mode=render_mode)
         self.horizon = int(horizon)
         self._elapsed_steps = 0
@@ -73,11 +73,11 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
         if not all(isinstance(v, float) and math.isfinite(v) for v in physics):
             raise StateError(f"physics must hold 4 finite floats, got {physics!r}")
         beyond = state.steps_beyond_terminated
-        if beyond is not None and not (_is_int(beyond) and beyond >= 0):
+        if beyond is not None and not (is_int(beyond) and beyond >= 0):
             raise StateError(f"steps_beyond_terminated must be None or an int >= 0, got {beyond!r}")
-        if not (_is_int(state.step) and 0 <= state.step):
+        if not (is_int(state.step) and 0 <= state.step):
             raise StateError(f"step must be an int >= 0, got {state.step!r}")
-        if not (_is_int(state.horizon) and state.step <= state.horizon):
+        if not (is_int(state.horizon) and state.step <= state.horizon):
             raise StateError(f"step {state.step!r} lies beyond the horizon {state.horizon!r}")
         if state.horizon != self.horizon:
             raise StateError(
@@ -100,7 +100,3 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
         from lfi_gym.envs.control.oracles import CartPoleOracle
 
         return CartPoleOracle(self)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-from lfi_gym.agents.policies import OraclePolicy
+from lfi_gym.envs.policies import OraclePolicy
 
 
 def cartpole_lqr_gain(

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lfi_gym.envs.validation import check_choice, is_int
+
 #: Split names every ranking env understands, in this order.
 SPLITS = ("train", "validation", "test")
 
@@ -224,8 +226,7 @@ def load_letor(
     """
     from sklearn.datasets import load_svmlight_file
 
-    if normalize not in (None, "query"):
-        raise ValueError(f"normalize must be None or 'query', got {normalize!r}")
+    check_choice(normalize, (None, "query"), "normalize")
     files = resolve_letor_files(path, fold)
     for file in set(files.values()):
         _check_has_qid(file)
@@ -239,9 +240,7 @@ def load_letor(
                 f"features, pass n_features={max(widths.values())}"
             )
         n_features = next(iter(widths.values()))
-    elif isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)):
-        raise ValueError(f"n_features must be a positive int or None, got {n_features!r}")
-    elif n_features <= 0:
+    elif not is_int(n_features) or n_features <= 0:
         raise ValueError(f"n_features must be a positive int or None, got {n_features!r}")
     splits = {}
     for split, file in files.items():

@@ -30,6 +30,7 @@ from lfi_gym.envs.ranking.data import (
     synthetic_splits,
 )
 from lfi_gym.envs.ranking.metrics import discounts, gains, ndcg_at_k
+from lfi_gym.envs.validation import check_choice, check_positive_int, is_int
 
 INVALID_ACTION_MODES = ("raise", "penalty")
 REPORTED_CUTOFFS = (1, 5, 10)
@@ -86,25 +87,20 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
     ) -> None:
         if split not in splits:
             raise ValueError(f"split {split!r} is not in this dataset; it has {', '.join(splits)}")
-        if invalid_action not in INVALID_ACTION_MODES:
-            raise ValueError(
-                f"invalid_action must be one of {INVALID_ACTION_MODES}, got {invalid_action!r}"
-            )
+        check_choice(invalid_action, INVALID_ACTION_MODES, "invalid_action")
         widths = {name: q.n_features for name, q in splits.items()}
         if len(set(widths.values())) != 1:
             raise ValueError(f"feature count mismatch between splits: {widths}")
         longest = max(int(q.sizes.max()) for q in splits.values())
         if max_candidates is None:
             max_candidates = longest
-        if not _is_int(max_candidates) or max_candidates <= 0:
-            raise ValueError(f"max_candidates must be a positive int, got {max_candidates!r}")
+        check_positive_int(max_candidates, "max_candidates")
         if longest > max_candidates:
             raise ValueError(
                 f"a query has {longest} candidates but max_candidates={max_candidates}; "
                 f"pass max_candidates>={longest} (or None to use the longest list)"
             )
-        if not _is_int(k_positions) or k_positions <= 0:
-            raise ValueError(f"k_positions must be a positive int, got {k_positions!r}")
+        check_positive_int(k_positions, "k_positions")
         if k_positions > max_candidates:
             raise ValueError(
                 f"k_positions={k_positions} is larger than the candidate list "
@@ -112,10 +108,7 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
             )
         if max_invalid_actions is None:
             max_invalid_actions = max_candidates
-        if not _is_int(max_invalid_actions) or max_invalid_actions <= 0:
-            raise ValueError(
-                f"max_invalid_actions must be a positive int, got {max_invalid_actions!r}"
-            )
+        check_positive_int(max_invalid_actions, "max_invalid_actions")
         self.splits = dict(splits)
         self.split = split
         self.queries = self.splits[split]
@@ -204,7 +197,7 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
         options = dict(options or {})
         if "query" in options:
             query = options.pop("query")
-            if not _is_int(query) or not 0 <= query < self.queries.n_queries:
+            if not is_int(query) or not 0 <= query < self.queries.n_queries:
                 raise ValueError(
                     f"options['query'] must be an int in [0, {self.queries.n_queries}) for "
                     f"the {self.split!r} split, got {query!r}"
@@ -276,15 +269,15 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
                 f"state was taken with k_positions={state.k_positions!r}, this env has "
                 f"{self.k_positions}; make the env with k_positions={state.k_positions!r}"
             )
-        if not (_is_int(state.query) and 0 <= state.query < self.queries.n_queries):
+        if not (is_int(state.query) and 0 <= state.query < self.queries.n_queries):
             raise StateError(f"query must be an int in [0, {self.queries.n_queries})")
         n = int(self.queries.sizes[state.query])
         placed = state.placed
-        if not (isinstance(placed, tuple) and all(_is_int(p) and 0 <= p < n for p in placed)):
+        if not (isinstance(placed, tuple) and all(is_int(p) and 0 <= p < n for p in placed)):
             raise StateError(f"placed must be a tuple of distinct slots in [0, {n})")
         if len(set(placed)) != len(placed) or len(placed) > min(self.k_positions, n):
             raise StateError(f"placed {placed!r} repeats a slot or is longer than the list")
-        if not (_is_int(state.step) and len(placed) <= state.step):
+        if not (is_int(state.step) and len(placed) <= state.step):
             raise StateError(f"step must be an int >= len(placed), got {state.step!r}")
         if state.step - len(placed) > self.max_invalid_actions:
             raise StateError(f"step {state.step!r} exceeds the penalised-action limit")
@@ -332,8 +325,7 @@ class RankSyntheticEnv(RankingEnv):
         invalid_penalty: float = 1.0,
         max_invalid_actions: int | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        check_choice(split, SPLITS, "split")
         data = synthetic_splits(
             tuple(int(n) for n in n_queries),
             int(n_features),
@@ -410,13 +402,9 @@ def _load_letor_cached(path: Any, fold: Any, n_features: Any, normalize: Any) ->
         (split, str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns)
         for split, file in sorted(files.items())
     )
-    key = (stats, n_features if _is_int(n_features) else repr(n_features), repr(normalize))
+    key = (stats, n_features if is_int(n_features) else repr(n_features), repr(normalize))
     if key not in _LETOR_CACHE:
         if len(_LETOR_CACHE) >= 4:
             _LETOR_CACHE.pop(next(iter(_LETOR_CACHE)))
         _LETOR_CACHE[key] = load_letor(files, n_features=n_features, normalize=normalize)
     return _LETOR_CACHE[key]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

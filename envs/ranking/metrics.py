@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lfi_gym.envs.validation import check_positive_int
+
 
 def gains(relevance: np.ndarray) -> np.ndarray:
     """Exponential gains ``2**rel - 1`` as float64."""
@@ -38,8 +40,7 @@ def ndcg_at_k(
 
     0 for a query without relevant documents (see the module docstring).
     """
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_positive_int(k, "k")
     relevance = np.asarray(relevance, dtype=np.float64)
     ranking = np.asarray(ranking, dtype=np.int64)
     ideal = dcg_at_k(np.sort(relevance)[::-1], k)

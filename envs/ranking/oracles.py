@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lfi_gym.agents.policies import OraclePolicy
+from lfi_gym.envs.policies import OraclePolicy
 
 
 class IdealRankingOracle(OraclePolicy):
@@ -58,8 +58,8 @@ class IdealRankingOracle(OraclePolicy):
         if not np.array_equal(observations["features"][0], base._padded):
             raise ValueError(
                 "the observation is not the bound env's current one: the ideal-ranking oracle "
-                "can only label the situation its env is in (make it with envs.make_expert(env) "
-                "on the env you step)"
+                "can only label the situation its env is in (make it with "
+                "lfi_gym.envs.make_expert(env) on the env you step)"
             )
         scores = np.where(masks[0], self.priority(), -np.inf)
         if not masks[0].any():

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from lfi_gym.envs.validation import check_int_at_least
+
 __all__ = ["distinct_n", "output_perplexity", "perplexity"]
 
 
@@ -25,8 +27,7 @@ def distinct_n(
     policy that writes the same sentence for every prompt scores low even if each
     sentence is varied within itself.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    n = check_int_at_least(n, 1, "n")
     if isinstance(texts, str):
         raise TypeError("texts must be a list of str, not one str; wrap it: distinct_n([text], n)")
     unique: set[tuple[str, ...]] = set()
@@ -103,13 +104,10 @@ def perplexity(
         raise TypeError("texts must be a list of str, not one str; wrap it: perplexity(m, t, [s])")
     if max_length is None:
         max_length = _context_length(model, tokenizer)
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    max_length = check_int_at_least(max_length, 2, "max_length")
+    stride = check_int_at_least(stride, 1, "stride")
     stride = min(stride, max_length)  # a longer stride would skip tokens: windows abut instead
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    batch_size = check_int_at_least(batch_size, 1, "batch_size")
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from lfi_gym.agents.policies import OraclePolicy
+from lfi_gym.envs.policies import OraclePolicy
 
 
 class ReferenceOracle(OraclePolicy):

@@ -31,6 +31,7 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from lfi_gym.envs.text.cider import DocumentFrequency, Tokenizer, cider_d, coco_tokenize
+from lfi_gym.envs.validation import check_choice, check_int_at_least, check_positive_float
 
 __all__ = [
     "REWARDS",
@@ -174,9 +175,7 @@ def _texts(score_on: str, prompts: Sequence[str], completions: Sequence[str]) ->
 
 
 def _check_score_on(name: str, score_on: str) -> str:
-    if score_on not in _SCORE_ON:
-        raise RewardError(f"{name}: score_on must be one of {_SCORE_ON}, got {score_on!r}")
-    return score_on
+    return check_choice(score_on, _SCORE_ON, f"{name}: score_on", error=RewardError)
 
 
 class _Reward:
@@ -282,12 +281,12 @@ class SequenceClassifierReward(_Reward):
         from lfi_gym.envs.text.hub import load_pretrained
 
         self.score_on = _check_score_on(self.name, score_on)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise RewardError(f"{self.name}: batch_size must be an int >= 1, got {batch_size!r}")
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-            raise RewardError(f"{self.name}: max_length must be an int >= 2, got {max_length!r}")
-        self.batch_size = batch_size
-        self.max_length = max_length
+        self.batch_size = check_int_at_least(
+            batch_size, 1, f"{self.name}: batch_size", error=RewardError
+        )
+        self.max_length = check_int_at_least(
+            max_length, 2, f"{self.name}: max_length", error=RewardError
+        )
         self.device = _resolve_device(device)
         if isinstance(model, (str, os.PathLike)):
             source = os.fspath(model)
@@ -418,12 +417,8 @@ class CIDErDReward(_Reward):
         sigma: float = 6.0,
         tokenize: Tokenizer = coco_tokenize,
     ) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise RewardError(f"{self.name}: n must be an int >= 1, got {n!r}")
-        if not isinstance(sigma, (int, float)) or not sigma > 0:
-            raise RewardError(f"{self.name}: sigma must be a number > 0, got {sigma!r}")
-        self.n = n
-        self.sigma = float(sigma)
+        self.n = check_int_at_least(n, 1, f"{self.name}: n", error=RewardError)
+        self.sigma = check_positive_float(sigma, f"{self.name}: sigma", error=RewardError)
         self.tokenize = tokenize
         self.document_frequency: DocumentFrequency | None = None
         if corpus_references is not None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from lfi_gym.envs.validation import check_choice, check_positive_int
+
 #: Splits every text task offers.
 SPLITS = ("train", "validation", "test")
 
@@ -57,9 +59,8 @@ class TextTask:
     ) -> None:
         from lfi_gym.envs.text.rewards import reward_name as default_reward_name
 
-        for value, what in ((prompt_length, "prompt_length"), (max_new_tokens, "max_new_tokens")):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{what} must be a positive integer, got {value!r}")
+        check_positive_int(prompt_length, "prompt_length")
+        check_positive_int(max_new_tokens, "max_new_tokens")
         if not isinstance(min_new_tokens, (int, np.integer)) or not (
             0 <= min_new_tokens <= max_new_tokens
         ):
@@ -67,8 +68,7 @@ class TextTask:
                 f"min_new_tokens must be an integer in [0, max_new_tokens={max_new_tokens}], "
                 f"got {min_new_tokens!r}"
             )
-        if truncation_side not in ("left", "right"):
-            raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
+        check_choice(truncation_side, ("left", "right"), "truncation_side")
         if len(samples) == 0:
             raise ValueError(
                 f"{name}: the {split!r} split has no rows; pass a dataset whose {split!r} split "

@@ -26,6 +26,7 @@ from lfi_gym.envs.core import State
 from lfi_gym.envs.text.env import TextGenEnv
 from lfi_gym.envs.text.rows import TextRows
 from lfi_gym.envs.text.task import TextTask
+from lfi_gym.envs.validation import check_positive_int
 from lfi_gym.envs.vector import VectorState, plan_restart
 
 
@@ -35,14 +36,8 @@ class TextGenVectorEnv(VectorEnv):
     state_version = 1
 
     def __init__(self, task: TextTask, num_envs: int = 1) -> None:
-        if (
-            not isinstance(num_envs, (int, np.integer))
-            or isinstance(num_envs, bool)
-            or (num_envs < 1)
-        ):
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.num_envs = check_positive_int(num_envs, "num_envs")
         self.task = task
-        self.num_envs = int(num_envs)
         # One single env sharing the task checks row states exactly as gym.make(id) does.
         self._checker = TextGenEnv(task)
         self.single_observation_space = self._checker.observation_space
