@@ -1,6 +1,6 @@
 """Behavioural cloning: fit the learner to expert actions by maximum likelihood.
 
-Defaults. REFERENCE.md gives no BC table for control or Atari (its text BC is supervised
+Defaults. The papers we follow have no BC table for control or Atari (GRUE's BC is supervised
 fine-tuning, set with the text envs). Ours follow common practice and the `imitation`
 library's BC: Adam, learning rate 1e-3, batch size 64, entropy bonus 1e-3, no L2.
 The default learner is SB3's ``ActorCriticPolicy`` with SB3's default MLP, so its weights

@@ -1,7 +1,7 @@
 """DAgger (Ross, Gordon and Bagnell, 2011): roll in with a beta-mixture, label every
 visited state with the expert, aggregate, retrain.
 
-Defaults (REFERENCE.md, "DAgger"): beta_i is the probability that the expert's action is
+Defaults (see docs/paper-settings.md): beta_i is the probability that the expert's action is
 executed at a step of round i, decaying linearly from 1 to 0 over 15 rounds; every
 visited state is labelled by the expert; the learner is retrained on the aggregate after
 each round. ``beta_schedule="exponential"`` gives beta_i = decay**i instead, and any

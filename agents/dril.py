@@ -6,7 +6,7 @@ disagreement into a reward and optimises it with RL, starting from BC and taking
 step after every RL update, so the learner is pulled back towards states where it
 knows what the expert would do.
 
-Defaults and their sources (REFERENCE.md, "Atari imitation"):
+Defaults and their sources (Brantley, Sun and Henaff 2020; docs/paper-settings.md):
 
 - ``ensemble_size=5`` members, BC on bootstrap resamples (paper);
 - cost(s, a) = variance across members of the predicted probability of ``a`` (paper);
@@ -78,7 +78,8 @@ COST_KINDS = ("probability", "logit")
 BC_MODES = ("alternate", "sum", "none")
 RL_ALGORITHMS = ("auto", "a2c", "ppo")
 
-#: The original's Atari A2C (REFERENCE.md): 8 envs x 128 steps, lr 2.5e-3, entropy 0.01.
+#: The original DRIL code's Atari A2C (Brantley et al. 2020): 8 envs x 128 steps, lr 2.5e-3,
+#: entropy 0.01.
 A2C_DEFAULTS: dict[str, Any] = {"n_steps": 128, "learning_rate": 2.5e-3, "ent_coef": 0.01}
 
 

@@ -16,10 +16,10 @@ tokens); the roll-in policy acts for ``h`` steps, the env state there is capture
   draw), else an AggreVaTeD one.
 * :class:`D2LOLS`: AggreVaTeD for the first ``tau`` iterations, then PPO++.
 
-``beta`` is the probability that an episode is guided, in both directions; the DESIGN
-table calls AggreVaTeD's roll-in "mixture: learner, guide with prob. beta" -- we read it as
+``beta`` is the probability that an episode is guided, in both directions; AggreVaTeD's
+roll-in, a "mixture of learner and guide with prob. beta", is read here as
 the guide completing with probability beta, which is how the RLGF setting beta = 0.8 keeps
-learner tokens in every guided episode. Paper defaults (REFERENCE.md, RLGF IMDB):
+learner tokens in every guided episode. Paper defaults (Chang et al. 2023, IMDB):
 PPO++ beta 0.2, AggreVaTeD beta 0.8, LOLS tau 0.8, D2LOLS tau 20 iterations; the PPO
 settings are :class:`agents.ppo.PPO`'s.
 """

@@ -15,8 +15,8 @@ This file holds the update shared by PPO, PPO++, AggreVaTeD, LOLS and D2LOLS
 * Clipped policy loss, clipped value loss, entropy bonus, optional SFT loss on
   demonstrations (references), gradient-norm clipping; ``n_epochs`` passes of minibatches.
 
-Defaults are the RLGF paper's IMDB settings (REFERENCE.md, "RLGF paper IMDB
-hyperparameters"): 1,280 tokens per update, minibatch 64, 5 epochs, lr 1e-6, gamma 0.99,
+Defaults are the RLGF paper's IMDB settings (Chang et al. 2023, IMDB
+hyperparameters): 1,280 tokens per update, minibatch 64, 5 epochs, lr 1e-6, gamma 0.99,
 GAE lambda 0.95, clip 0.2, value coefficient 0.5, KL coefficient 0.1. The authors' later
 code is :data:`RLGF_CODE` (``PPO(env, **RLGF_CODE)``); :data:`TINYREVIEWS` is the CPU-sized
 setting our TinyReviews results use (a deviation, documented in benchmarks/RESULTS.md).
@@ -61,7 +61,7 @@ from lfi_gym.envs.validation import (
     check_unit_interval,
 )
 
-#: The RLGF authors' later code (REFERENCE.md): 112 trajectories x 50 iterations
+#: The RLGF authors' later public code (not the paper): 112 trajectories x 50 iterations
 #: (n_steps = 112 x 48 tokens on IMDB), minibatch 28 trajectories, lr 1e-5, KL 0.001, SFT
 #: loss 0.1 on references. PPO++ used beta 0.6 there (``PPOPlusPlus(..., beta=0.6)``).
 RLGF_CODE: dict[str, Any] = {

@@ -2,7 +2,7 @@
 
 An episode is planned as: the roll-in policy acts for ``switch`` steps, the env state
 there is captured with ``get_state()``, and the roll-out policy continues from it after
-``reset_to``. PPO, PPO++ and AggreVaTeD differ only in their plans (DESIGN.md):
+``reset_to``. PPO, PPO++ and AggreVaTeD differ only in their plans (Chang et al. 2023):
 
     PPO           learner -> learner
     PPO++         guide   -> learner   (the learner is trained on its roll-out)

@@ -3,7 +3,7 @@
     nice -n 10 python benchmarks/atari_oracles.py --env AtariImitation-Pong-v0 --episodes 10
 
 Prints one line per episode and a summary: mean +- std raw score, the human-normalised
-score (REFERENCE.md's random / human scores) and the oracle's wall time per action.
+score (usual random / human scores: docs/paper-settings.md) and the oracle's time per action.
 """
 
 from __future__ import annotations

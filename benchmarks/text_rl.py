@@ -20,7 +20,7 @@ env (``get_state`` / ``reset_to``) for the learner's roll-out. Our env pads prom
 tokens (columns that are padding in every row are skipped when scoring); TRL pads to the
 longest prompt of its batch (at most 26 tokens here).
 
-Part 2: seconds per iteration of the RLGF paper's IMDB configuration (REFERENCE.md: 1,280
+Part 2: seconds per iteration of the RLGF paper's IMDB configuration (Chang et al. 2023: 1,280
 tokens per update, minibatch 64 tokens, 5 epochs, 64-token prompts, exactly 48 new
 tokens, lr 1e-6, KL 0.1, PPO++ beta 0.2) with a GPT-2-size policy (``GPT2Config()``
 defaults: 124M parameters, 50,257 logits) and a DistilBERT-size reward classifier

@@ -69,7 +69,7 @@ class ImitationGame:
         return dataclasses.asdict(self)
 
 
-#: The DRIL paper's Atari training envs (REFERENCE.md): episodic life, fire reset, clipped
+#: The DRIL paper's Atari training envs (Brantley et al. 2020): episodic life, fire reset, clip
 #: rewards (unused: DRIL replaces them); evaluation keeps the raw game score.
 ATARI_TRAINING = {"episodic_life": True, "fire_reset": True, "clip_rewards": True}
 

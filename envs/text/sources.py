@@ -120,7 +120,7 @@ def imdb_task(
     labels: Sequence[int] | None = None,
     device: str = "auto",
 ) -> TextTask:
-    """GRUE IMDB (REFERENCE.md): continue a review's first half with positive sentiment.
+    """GRUE IMDB (Ramamurthy et al. 2023): continue a review's first half with positive sentiment.
 
     Splits: train = 80% of the shuffled train split (seed 42), validation = the other
     20%, test = 5,000 of the shuffled test split. Reward: P(positive) of ``reward_model``
@@ -197,7 +197,7 @@ def commongen_task(
     max_new_tokens: int = 20,
     min_new_tokens: int = 0,
 ) -> TextTask:
-    """CommonGen (REFERENCE.md): write a sentence using a concept set; seq2seq (T5).
+    """CommonGen (Lin et al. 2020): write a sentence using a concept set; seq2seq (T5).
 
     Rows are grouped by concept set and their targets merged into the references. The
     prompt is ``"generate a sentence with: " + " ".join(concepts) + "."``, truncated on
@@ -229,7 +229,7 @@ def commongen_task(
         reward_fn = make_reward(reward)
     else:
         corpus = [list(s.references) for s in samples]
-        # REFERENCE.md's SPIDER is the sum CIDEr-D + SPICE (the SPIDEr paper averages).
+        # RLGF's SPIDER is the sum CIDEr-D + SPICE (SPIDEr, Liu et al. 2017, averages).
         if spice_available():
             reward_fn = SpiderReward(corpus, cider_weight=1.0, spice_weight=1.0)
         else:

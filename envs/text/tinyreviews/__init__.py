@@ -1,6 +1,6 @@
 """The embedded, offline assets of TextGen-TinyReviews-v0: corpus, tokenizer and tiny GPT-2.
 
-The text family must run with no network (DESIGN.md "Offline first"). This package
+The text family must run with no network (each family has an offline default). This package
 generates a movie-review corpus from a hand-written grammar (``grammar.py``) and points
 at a byte-level BPE tokenizer and a small GPT-2 trained on it (``build.py``), shipped in
 ``ASSET_DIR`` and loadable with ``AutoTokenizer`` / ``AutoModelForCausalLM``.
