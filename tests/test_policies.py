@@ -1,4 +1,5 @@
-"""lfi_gym.agents.policies: the Policy protocol, its adapters, mixtures and the learner log-probs."""
+"""The Policy protocol, its adapters and mixtures (agents.policies); the learners'
+log-probabilities (agents.learners)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ from gymnasium import spaces
 from stable_baselines3 import DQN, PPO
 
 from lfi_gym import envs
+from lfi_gym.agents.learners import action_log_prob, trainable_module
 from lfi_gym.agents.policies import (
     MixturePolicy,
     OraclePolicy,
     Policy,
-    action_log_prob,
     as_policy,
     batch_observation,
     check_spaces,
-    trainable_module,
 )
 
 torch.set_num_threads(1)
