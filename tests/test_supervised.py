@@ -178,6 +178,7 @@ def test_restored_state_continues_like_the_uninterrupted_trainer(via):
     resumed.policy.load_state_dict(first.policy.state_dict())
     resumed.train_samples(demos, 14)
     assert resumed.n_updates == straight.n_updates
+    assert resumed.policy.seen == straight.policy.seen[3:]  # the same minibatches, in order
     assert torch.equal(resumed.policy.theta, straight.policy.theta)
 
 
