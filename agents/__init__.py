@@ -1,7 +1,8 @@
 """lfi-gym agents, in the Stable-Baselines3 shape (``learn`` / ``predict`` / ``save`` / ``load``).
 
 Agents that query an expert (DAgger) take any Policy: an SB3 model, another agent,
-``lfi_gym.envs.make_expert(env)``. Every agent trains an SB3 policy as its learner.
+``lfi_gym.envs.make_expert(env)``. Every agent builds its learner with ``lfi_gym.agents.learners``
+(``policy="auto"``: the same network for the same env, whichever agent trains it).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.bc import BC
 from lfi_gym.agents.dagger import DAgger
-from lfi_gym.agents.data import Demonstrations, DemonstrationsFileError
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.demofile import DemonstrationsFileError
 from lfi_gym.agents.dril import DRIL
 from lfi_gym.agents.evaluation import episode_returns, evaluate_ranker
 from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus

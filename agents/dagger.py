@@ -12,21 +12,21 @@ callable ``round -> beta`` is accepted.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
-from lfi_gym.agents.bc import BC
 from lfi_gym.agents.data import Demonstrations, TransitionBuffer
+from lfi_gym.agents.learners import make_learner
+from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
 from lfi_gym.envs.core import RestartableEnv, StateError
 from lfi_gym.envs.policies import OraclePolicy, as_policy, check_spaces
 from lfi_gym.envs.validation import check_positive_int, check_probability
@@ -48,14 +48,15 @@ def exponential_beta(decay: float) -> Callable[[int], float]:
 class DAgger(BaseAgent):
     """Dataset Aggregation with an interactive expert.
 
-    ``expert`` is any Policy: ``envs.make_expert(env)``, an SB3 model, another agent.
+    ``expert`` is any Policy: ``lfi_gym.envs.make_expert(env)``, an SB3 model, another agent.
     Each round collects ``steps_per_round`` steps with the mixture (expert with
     probability beta_i per step, else the learner), labels every visited state with the
     expert *while the env is in that state* (so privileged oracles work), adds them to the
     aggregate and trains the learner on the aggregate for ``n_epochs`` passes.
     ``demonstrations`` optionally seeds the aggregate with offline expert data.
-    Other keyword arguments (``learning_rate``, ``batch_size``, ...) configure the BC
-    learner, as in :class:`agents.BC`.
+    ``policy`` is any learner :class:`lfi_gym.agents.BC` takes (default ``"auto"``). Other keyword
+    arguments (``learning_rate``, ``batch_size``, ...) configure the supervised training,
+    as in :class:`lfi_gym.agents.BC` (same defaults).
     """
 
     def __init__(
@@ -64,7 +65,7 @@ class DAgger(BaseAgent):
         expert: Any = None,
         *,
         demonstrations: Demonstrations | None = None,
-        policy: Any = "MlpPolicy",
+        policy: Any = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         steps_per_round: int = 500,
         beta_schedule: str | Callable[[int], float] = "linear",
@@ -77,7 +78,7 @@ class DAgger(BaseAgent):
         device: str | torch.device = "auto",
         tensorboard_log: str | None = None,
         verbose: int = 0,
-        **bc_kwargs: Any,
+        **trainer_kwargs: Any,
     ) -> None:
         super().__init__(
             env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose
@@ -108,25 +109,22 @@ class DAgger(BaseAgent):
         self.deterministic_rollouts = bool(deterministic_rollouts)
         self.retrain_from_scratch = bool(retrain_from_scratch)
         self._policy_spec = (policy, policy_kwargs)
-        unknown = sorted(set(bc_kwargs) - set(BC.hyperparameter_names))
+        unknown = sorted(set(trainer_kwargs) - set(BC_DEFAULTS))
         if unknown:
             raise TypeError(
                 f"DAgger got unexpected keyword argument(s) {', '.join(unknown)}; it accepts "
                 f"its own ({', '.join(self.hyperparameter_names)}) and the BC learner's "
-                f"({', '.join(BC.hyperparameter_names)})"
+                f"({', '.join(BC_DEFAULTS)})"
             )
-        self._bc_kwargs = bc_kwargs
-        self.bc = BC(
-            env,
-            demonstrations,
-            policy=policy,
-            policy_kwargs=policy_kwargs,
-            seed=seed,
-            device=device,
-            tensorboard_log=None,
-            verbose=0,
-            **bc_kwargs,
-        )
+        self._trainer_settings = {**BC_DEFAULTS, **trainer_kwargs}
+        if env is None and isinstance(policy, str):
+            raise ValueError("DAgger needs an env to build a policy from a name; pass env=")
+        self._policy = self._make_learner(policy, policy_kwargs)
+        #: The aggregate: every labelled state so far (and the offline data it started from).
+        self.demonstrations: Demonstrations | None = None
+        if demonstrations is not None:
+            self.demonstrations = check_demonstrations(demonstrations, self._policy)
+        self.trainer = self._make_trainer(seed)
         self.expert = None
         if expert is not None:
             self.set_expert(expert)
@@ -138,18 +136,26 @@ class DAgger(BaseAgent):
         self._expert_state: Any = None
         self._learner_state: Any = None
 
-    @property
-    def policy(self) -> torch.nn.Module:
-        return self.bc.policy
+    def _make_learner(self, policy: Any, policy_kwargs: dict[str, Any] | None) -> torch.nn.Module:
+        env = self.env
+        spaces = (None, None) if env is None else (env.observation_space, env.action_space)
+        learner = make_learner(policy, *spaces, policy_kwargs, self.device)
+        if env is not None:
+            check_spaces(learner, env, role="policy")
+        return learner
+
+    def _make_trainer(self, seed: int | None) -> SupervisedTrainer:
+        return SupervisedTrainer(
+            self._policy, seed=seed, device=self.device, **self._trainer_settings
+        )
 
     @property
-    def demonstrations(self) -> Demonstrations | None:
-        """The aggregate: every labelled state so far."""
-        return self.bc.demonstrations
+    def policy(self) -> torch.nn.Module:
+        return self._policy
 
     @property
     def expert_labels(self) -> int:
-        return self.bc.expert_labels
+        return 0 if self.demonstrations is None else len(self.demonstrations)
 
     def beta(self, round_index: int | None = None) -> float:
         """The probability that the expert acts in ``round_index`` (default: the next round)."""
@@ -159,7 +165,6 @@ class DAgger(BaseAgent):
     def set_env(self, env: gym.Env) -> None:
         """Attach another env; the next round starts a fresh episode in it."""
         super().set_env(env)
-        self.bc.set_env(env)
         self._obs, self._needs_first_reset = None, True
 
     def set_expert(self, expert: Any) -> None:
@@ -185,17 +190,20 @@ class DAgger(BaseAgent):
                 "DAgger needs an expert: DAgger(env, expert=lfi_gym.envs.make_expert(env)), or "
                 "DAgger.load(path, env=env, expert=...) (experts are not saved with the agent)"
             )
-        self.bc.set_logger(self.logger)  # one logger for DAgger and its BC learner
         while self.num_timesteps < target_timesteps:
             n_steps = min(self.steps_per_round, target_timesteps - self.num_timesteps)
             callback.on_rollout_start()
             new_data, keep_going = self._collect_round(n_steps, callback, bar)
             callback.on_rollout_end()
             aggregate = new_data if self.demonstrations is None else self.demonstrations + new_data
-            self.bc.set_demonstrations(aggregate)
+            self.demonstrations = check_demonstrations(aggregate, self._policy)
             if self.retrain_from_scratch:
                 self._reset_learner()
-            self.bc.train_samples(self.n_epochs * len(aggregate), log_step=self.num_timesteps)
+            self.trainer.train_samples(
+                aggregate,
+                self.n_epochs * len(aggregate),
+                lambda stats, _: self.trainer.log_update(self.logger, stats, self.num_timesteps),
+            )
             self.logger.record("dagger/round", self.round)
             self.logger.record("dagger/beta", self.beta())
             self.logger.record("dagger/expert_labels", self.expert_labels)
@@ -220,7 +228,7 @@ class DAgger(BaseAgent):
             label, self._expert_state = self.expert.predict(
                 obs, state=self._expert_state, episode_start=start, deterministic=True
             )
-            learner_action, self._learner_state = self.bc.policy.predict(
+            learner_action, self._learner_state = self._policy.predict(
                 obs,
                 state=self._learner_state,
                 episode_start=start,
@@ -250,35 +258,28 @@ class DAgger(BaseAgent):
     def _reset_learner(self) -> None:
         policy, policy_kwargs = self._policy_spec
         if not isinstance(policy, str):
-            raise ValueError("retrain_from_scratch needs policy given by name (e.g. 'MlpPolicy')")
-        demos = self.bc.demonstrations
-        self.bc = BC(
-            self.env,
-            demos,
-            policy=policy,
-            policy_kwargs=policy_kwargs,
-            seed=int(self._rng.integers(2**31)),  # reproducible, and new weights each round
-            device=self.device,
-            **self._bc_kwargs,
-        )
-        self.bc.set_logger(self.logger)
+            raise ValueError("retrain_from_scratch needs policy given by name (e.g. 'auto')")
+        # Reproducible, and new weights each round: the round's seed seeds the weights'
+        # initialisation (the global RNGs) and the trainer's shuffling.
+        seed = int(self._rng.integers(2**31))
+        set_random_seed(seed)
+        self._policy = self._make_learner(policy, policy_kwargs)
+        self.trainer = self._make_trainer(seed)
 
     # -- files ---------------------------------------------------------------------------
 
     def get_hyperparameters(self) -> dict[str, Any]:
         params = super().get_hyperparameters()
-        params.update(self.bc.get_hyperparameters())
+        params.update(self.trainer.hyperparameters())
         return params
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {"round": self.round}
 
     def _extra_members(self) -> dict[str, bytes]:
-        members = self.bc._extra_members()
+        members = self.trainer.file_members()
         if self.demonstrations is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = self.demonstrations.save(Path(tmp) / "aggregate.lfid")
-                members["aggregate.lfid"] = path.read_bytes()
+            members["aggregate.lfid"] = self.demonstrations.to_bytes()
         rollout: dict[str, Any] = {
             "rng": self._rng.bit_generator.state,
             "env_state": None,
@@ -302,10 +303,7 @@ class DAgger(BaseAgent):
             )
         demos = None
         if "aggregate.lfid" in members:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "aggregate.lfid"
-                path.write_bytes(members["aggregate.lfid"])
-                demos = Demonstrations.load(path, mmap=False)
+            demos = Demonstrations.from_bytes(members["aggregate.lfid"], name="aggregate.lfid")
         expert = hyperparameters.pop("expert", None)
         agent = cls(
             env,
@@ -315,7 +313,7 @@ class DAgger(BaseAgent):
             device=device,
             **hyperparameters,
         )
-        agent.bc._restore_training_state(members)
+        agent.trainer.restore_file_members(members)
         agent.round = meta["extra"]["round"]
         if "rollout.pt" in members:
             rollout = torch_load(members["rollout.pt"], agent.device)

@@ -1,25 +1,14 @@
-"""Demonstrations: trajectories for imitation, with a safe single-file format.
+"""Demonstrations: trajectories for imitation (views, batches, collection, files).
 
-File layout (``.lfid``)::
-
-    MAGIC | array and blob sections (64-byte aligned) | footer JSON | footer length | END
-
-The footer names every section (dtype, shape, offset, size), the schema version and a
-SHA-256 over all bytes before it plus the footer itself, so a truncated or edited file is
-refused. Writes go to a temporary file in the same folder, are fsync'ed, then renamed over
-the target: an interrupted save leaves the previous file intact. Arrays are written from
-memory without copies and loaded as read-only memory maps, so a large image dataset never
-needs to fit in RAM twice.
+They are saved as ``.lfid`` files (:mod:`lfi_gym.agents.demofile`: a checksummed single-file
+format, written atomically, read back as memory maps) or as the same bytes in memory
+(:meth:`Demonstrations.to_bytes`, e.g. a member of an agent file).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
-import json
 import os
-import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,21 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.files import atomic_write
+from lfi_gym.agents import demofile
+from lfi_gym.agents.demofile import DemonstrationsFileError, DemonstrationsWriter
 from lfi_gym.envs.policies import Policy, as_policy, check_spaces, same_space
 from lfi_gym.envs.validation import check_positive_int
 
-SCHEMA_VERSION = 1
-MAGIC = b"LFIDEMO\x01"
-END_MAGIC = b"LFIDEND\x01"
-_ALIGN = 64
-_CHUNK = 1 << 20
-
 Observations = np.ndarray | dict[str, np.ndarray]
-
-
-class DemonstrationsFileError(ValueError):
-    """A demonstrations file is truncated, edited, or not a demonstrations file."""
 
 
 @dataclasses.dataclass(eq=False)  # holds arrays: == is identity, compare fields yourself
@@ -294,50 +274,13 @@ class Demonstrations:
     # -- files ---------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write to ``path`` atomically (temporary file + fsync + rename)."""
-        path = Path(path)
-        arrays: dict[str, np.ndarray] = {
-            key: np.ascontiguousarray(array) for key, array in _observation_items(self.observations)
-        }
-        for key in ("actions", "rewards", "episode_starts", "terminated", "truncated"):
-            arrays[key] = np.ascontiguousarray(getattr(self, key))
-        for key, array in arrays.items():
-            if array.dtype.hasobject:
-                raise TypeError(f"cannot save {key}: object arrays are not supported")
-        blobs = {
-            "spaces": pickle.dumps((self.observation_space, self.action_space), protocol=5),
-        }
-        if self.states is not None:
-            blobs["states"] = pickle.dumps(self.states, protocol=5)
-        if self.infos is not None:
-            blobs["infos"] = pickle.dumps(self.infos, protocol=5)
+        """Write to ``path`` as a ``.lfid`` file, atomically (temporary file + fsync +
+        rename)."""
+        return demofile.save(path, *self._sections(), **self._file_fields())
 
-        with atomic_write(path) as f:
-            writer = _HashingWriter(f)
-            writer.write(MAGIC)
-            sections: dict[str, dict[str, Any]] = {}
-            _write_arrays(writer, arrays, sections)
-            for key, blob in blobs.items():
-                sections[key] = {
-                    "kind": "pickle",
-                    "offset": writer.position,
-                    "nbytes": len(blob),
-                }
-                writer.write(blob)
-            footer = {
-                "format": "lfi-gym.demonstrations",
-                "schema_version": SCHEMA_VERSION,
-                "length": len(self),
-                "env_id": self.env_id,
-                "observations": "dict" if isinstance(self.observations, dict) else "array",
-                "sections": sections,
-            }
-            footer["sha256"] = _footer_digest(writer.digest_copy(), footer)
-            encoded = json.dumps(footer, sort_keys=True).encode()
-            f.write(encoded)
-            f.write(len(encoded).to_bytes(8, "little"))
-            f.write(END_MAGIC)
-        return path
+    def to_bytes(self) -> bytes:
+        """The bytes :meth:`save` would write (for a file inside another file)."""
+        return demofile.to_bytes(*self._sections(), **self._file_fields())
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> Demonstrations:
@@ -346,50 +289,38 @@ class Demonstrations:
         With ``mmap=True`` the arrays are read-only memory maps of the file.
         Like ``torch.load``, this unpickles states and spaces: load files you trust.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no demonstrations file at {path}")
-        footer, data_end = _read_footer(path)
-        sections = footer["sections"]
-        with open(path, "rb") as f:
-            digest = hashlib.sha256()
-            remaining = data_end
-            while remaining:
-                chunk = f.read(min(_CHUNK, remaining))
-                if not chunk:
-                    raise DemonstrationsFileError(f"{path}: file is truncated")
-                digest.update(chunk)
-                remaining -= len(chunk)
-            expected = footer.pop("sha256", None)
-            if expected != _footer_digest(digest, footer):
-                raise DemonstrationsFileError(
-                    f"{path}: checksum mismatch, the file was modified or corrupted after it "
-                    "was written; re-record or restore it from a backup"
-                )
-            arrays: dict[str, np.ndarray] = {}
-            blobs: dict[str, Any] = {}
-            for key, section in sections.items():
-                offset, nbytes = int(section["offset"]), int(section["nbytes"])
-                if offset < len(MAGIC) or offset + nbytes > data_end:
-                    raise DemonstrationsFileError(f"{path}: section {key!r} lies outside the data")
-                if section["kind"] == "array":
-                    dtype, shape = np.dtype(section["dtype"]), tuple(section["shape"])
-                    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != nbytes:
-                        raise DemonstrationsFileError(
-                            f"{path}: section {key!r} has an inconsistent size"
-                        )
-                    if mmap and nbytes:
-                        arrays[key] = np.memmap(
-                            path, dtype=dtype, mode="r", offset=offset, shape=shape
-                        )
-                    else:
-                        f.seek(offset)
-                        arrays[key] = (
-                            np.frombuffer(f.read(nbytes), dtype=dtype).reshape(shape).copy()
-                        )
-                else:
-                    f.seek(offset)
-                    blobs[key] = pickle.loads(f.read(nbytes))
+        return cls._from_file(demofile.read(path, mmap=mmap), str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "<bytes>") -> Demonstrations:
+        """Read :meth:`to_bytes`'s bytes (checksum verified, arrays copied); ``name``
+        labels them in error messages. This unpickles: read bytes you trust."""
+        return cls._from_file(demofile.read(data, mmap=False, name=name), name)
+
+    def _sections(self) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+        arrays: dict[str, np.ndarray] = {
+            key: np.ascontiguousarray(array) for key, array in _observation_items(self.observations)
+        }
+        for key in ("actions", "rewards", "episode_starts", "terminated", "truncated"):
+            arrays[key] = np.ascontiguousarray(getattr(self, key))
+        demofile.check_arrays(arrays)
+        objects: dict[str, Any] = {"spaces": (self.observation_space, self.action_space)}
+        if self.states is not None:
+            objects["states"] = self.states
+        if self.infos is not None:
+            objects["infos"] = self.infos
+        return arrays, demofile.encode_blobs(objects)
+
+    def _file_fields(self) -> dict[str, Any]:
+        return {
+            "length": len(self),
+            "env_id": self.env_id,
+            "dict_observations": isinstance(self.observations, dict),
+        }
+
+    @classmethod
+    def _from_file(cls, contents: demofile.Contents, label: str) -> Demonstrations:
+        footer, arrays, blobs = contents
         if footer["observations"] == "dict":
             prefix = "observations/"
             observations: Observations = {
@@ -413,7 +344,7 @@ class Demonstrations:
                 env_id=footer.get("env_id"),
             )
         except (KeyError, ValueError) as exc:
-            raise DemonstrationsFileError(f"{path}: inconsistent contents: {exc}") from exc
+            raise DemonstrationsFileError(f"{label}: inconsistent contents: {exc}") from exc
 
     def __repr__(self) -> str:
         return (
@@ -488,217 +419,6 @@ class TransitionBuffer:
             action_space=env.action_space,
             env_id=env.unwrapped.spec.id if env.unwrapped.spec is not None else None,
         )
-
-
-class _HashingWriter:
-    def __init__(self, f: io.BufferedWriter) -> None:
-        self.f, self.position, self.hash = f, 0, hashlib.sha256()
-
-    def write(self, data) -> None:
-        self.f.write(data)
-        self.hash.update(data)
-        self.position += len(data) if not isinstance(data, memoryview) else data.nbytes
-
-    def pad_to(self, alignment: int) -> None:
-        if self.position % alignment:
-            self.write(b"\0" * (alignment - self.position % alignment))
-
-    def digest_copy(self):
-        return self.hash.copy()
-
-
-def _footer_digest(data_hash, footer: dict[str, Any]) -> str:
-    digest = data_hash.copy()
-    digest.update(json.dumps(footer, sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-def _write_arrays(
-    writer: _HashingWriter, arrays: dict[str, np.ndarray], sections: dict[str, dict[str, Any]]
-) -> None:
-    """Write each array 64-byte aligned and describe it in ``sections``."""
-    for key, array in arrays.items():
-        writer.pad_to(_ALIGN)
-        sections[key] = {
-            "kind": "array",
-            "dtype": array.dtype.str,
-            "shape": list(array.shape),
-            "offset": writer.position,
-            "nbytes": array.nbytes,
-        }
-        writer.write(memoryview(array.reshape(-1)).cast("B") if array.size else b"")
-
-
-def _read_footer(path: Path) -> tuple[dict[str, Any], int]:
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(len(MAGIC))
-        if head != MAGIC:
-            raise DemonstrationsFileError(
-                f"{path}: not an lfi-gym demonstrations file (bad magic bytes)"
-            )
-        tail_size = 8 + len(END_MAGIC)
-        if size < len(MAGIC) + tail_size:
-            raise DemonstrationsFileError(f"{path}: file is truncated (no footer)")
-        f.seek(size - tail_size)
-        tail = f.read(tail_size)
-        if tail[8:] != END_MAGIC:
-            raise DemonstrationsFileError(
-                f"{path}: file is truncated (no end marker); it was cut off while being "
-                "written or copied"
-            )
-        footer_size = int.from_bytes(tail[:8], "little")
-        data_end = size - tail_size - footer_size
-        if footer_size <= 0 or data_end < len(MAGIC):
-            raise DemonstrationsFileError(f"{path}: corrupt footer length")
-        f.seek(data_end)
-        try:
-            footer = json.loads(f.read(footer_size))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DemonstrationsFileError(f"{path}: corrupt footer ({exc})") from exc
-    if not isinstance(footer, dict) or footer.get("format") != "lfi-gym.demonstrations":
-        raise DemonstrationsFileError(f"{path}: corrupt footer (not a demonstrations footer)")
-    version = footer.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise DemonstrationsFileError(
-            f"{path}: schema version {version!r}; this lfi-gym reads version {SCHEMA_VERSION}"
-            + (
-                " (the file was written by a newer lfi-gym: upgrade)"
-                if isinstance(version, int) and version > SCHEMA_VERSION
-                else ""
-            )
-        )
-    return footer, data_end
-
-
-class DemonstrationsWriter:
-    """Write demonstrations to a ``.lfid`` file one transition at a time.
-
-    Observations go straight to disk (the file's first section), so recording a large
-    image dataset holds one observation in memory rather than the whole dataset twice;
-    the small per-step arrays are kept until :meth:`close` writes them and the footer.
-    The file is the same format :meth:`Demonstrations.save` writes (``load`` reads it),
-    and it appears atomically at ``close``: an interrupted recording leaves no file and
-    any previous file intact. Use as a context manager; an exception inside discards the
-    recording.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        env_id: str | None = None,
-    ) -> None:
-        if not isinstance(observation_space, gym.spaces.Box):
-            raise TypeError(
-                "DemonstrationsWriter streams array observations (a Box space); got "
-                f"{observation_space}; build a Demonstrations and call save() instead"
-            )
-        self.path = Path(path)
-        self.observation_space, self.action_space, self.env_id = (
-            observation_space,
-            action_space,
-            env_id,
-        )
-        self._shape = tuple(observation_space.shape)
-        self._dtype = np.dtype(observation_space.dtype)
-        self._steps = TransitionBuffer()
-        self._context = atomic_write(self.path)
-        self._file = self._context.__enter__()
-        self._writer = _HashingWriter(self._file)
-        self._writer.write(MAGIC)
-        self._writer.pad_to(_ALIGN)
-        self._obs_offset = self._writer.position
-        self._closed = False
-
-    def __len__(self) -> int:
-        return len(self._steps)
-
-    def add(
-        self,
-        observation: np.ndarray,
-        action: Any,
-        reward: float,
-        episode_start: bool,
-        terminated: bool,
-        truncated: bool,
-    ) -> None:
-        """Append one transition (the observation is written to disk now)."""
-        if self._closed:
-            raise ValueError(f"{self.path}: the writer is closed")
-        obs = np.ascontiguousarray(observation, dtype=self._dtype)
-        if obs.shape != self._shape:
-            raise ValueError(f"observation has shape {obs.shape}, the space says {self._shape}")
-        if not len(self._steps) and not episode_start:
-            raise ValueError("the first transition must start an episode (episode_start=True)")
-        self._writer.write(memoryview(obs.reshape(-1)).cast("B") if obs.size else b"")
-        self._steps.add(None, action, reward, episode_start, terminated, truncated, None, None)
-
-    def close(self) -> Path:
-        """Write the remaining sections and the footer, then move the file into place."""
-        if self._closed:
-            return self.path
-        self._closed = True
-        n, writer = len(self._steps), self._writer
-        if n == 0:
-            self._abort(ValueError("no transitions were recorded"))
-        sections: dict[str, dict[str, Any]] = {
-            "observations": {
-                "kind": "array",
-                "dtype": self._dtype.str,
-                "shape": [n, *self._shape],
-                "offset": self._obs_offset,
-                "nbytes": n * int(np.prod(self._shape, dtype=np.int64)) * self._dtype.itemsize,
-            }
-        }
-        steps = self._steps
-        truncated = list(steps.truncated)
-        truncated[-1] = truncated[-1] or not steps.terminated[-1]
-        arrays = {
-            "actions": np.ascontiguousarray(np.stack(steps.actions)),
-            "rewards": np.asarray(steps.rewards, dtype=np.float32),
-            "episode_starts": np.asarray(steps.episode_starts, dtype=bool),
-            "terminated": np.asarray(steps.terminated, dtype=bool),
-            "truncated": np.asarray(truncated, dtype=bool),
-        }
-        _write_arrays(writer, arrays, sections)
-        blob = pickle.dumps((self.observation_space, self.action_space), protocol=5)
-        sections["spaces"] = {"kind": "pickle", "offset": writer.position, "nbytes": len(blob)}
-        writer.write(blob)
-        footer = {
-            "format": "lfi-gym.demonstrations",
-            "schema_version": SCHEMA_VERSION,
-            "length": n,
-            "env_id": self.env_id,
-            "observations": "array",
-            "sections": sections,
-        }
-        footer["sha256"] = _footer_digest(writer.digest_copy(), footer)
-        encoded = json.dumps(footer, sort_keys=True).encode()
-        self._file.write(encoded)
-        self._file.write(len(encoded).to_bytes(8, "little"))
-        self._file.write(END_MAGIC)
-        self._context.__exit__(None, None, None)
-        return self.path
-
-    def _abort(self, exc: BaseException) -> None:
-        self._closed = True
-        try:
-            self._context.__exit__(type(exc), exc, exc.__traceback__)
-        finally:
-            raise exc
-
-    def __enter__(self) -> DemonstrationsWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc is None:
-            self.close()
-        elif not self._closed:
-            self._closed = True
-            self._context.__exit__(exc_type, exc, tb)
 
 
 def rollout(

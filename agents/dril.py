@@ -31,7 +31,7 @@ Defaults and their sources (Brantley, Sun and Henaff 2020; docs/paper-settings.m
 Ours, not the paper's: members are independent networks of the learner's architecture
 with no dropout (``shared_trunk=True``: one feature extractor and one linear head per
 member, the bootstrap applied per head); BC uses Adam 1e-3, batch 64 and
-``bc_epochs`` passes, like :class:`agents.BC`.
+``bc_epochs`` passes, like :class:`lfi_gym.agents.BC`.
 
 ``learn(total_timesteps)`` counts RL environment steps (over all ``n_envs`` sub-envs).
 The ensemble and the BC warm start are fit on the first ``learn`` call (or by
@@ -42,28 +42,26 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.preprocessing import is_image_space, preprocess_obs
-from stable_baselines3.common.torch_layers import (
-    BaseFeaturesExtractor,
-    FlattenExtractor,
-    NatureCNN,
-)
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.utils import set_random_seed
 from torch import nn
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
-from lfi_gym.agents.bc import BC
 from lfi_gym.agents.data import Demonstrations
-from lfi_gym.agents.policies import action_log_prob
+from lfi_gym.agents.learners import (
+    features_network,
+    is_atari_frames,
+    is_minatar_grid,
+    resolve_policy,
+)
+from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer
 from lfi_gym.envs.policies import same_space
 from lfi_gym.envs.validation import (
     check_choice,
@@ -86,61 +84,6 @@ A2C_DEFAULTS: dict[str, Any] = {"n_steps": 128, "learning_rate": 2.5e-3, "ent_co
 # -- networks -------------------------------------------------------------------------
 
 
-class MinAtarCNN(BaseFeaturesExtractor):
-    """The MinAtar paper's network (Young and Tian, 2019): one 3x3 convolution with 16
-    channels, then a 128-unit layer. Takes channel-last ``(H, W, C)`` grids, as MinAtar
-    gives them, so no transpose wrapper is needed."""
-
-    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128) -> None:
-        super().__init__(observation_space, features_dim)
-        height, width, channels = observation_space.shape
-        self.conv = nn.Sequential(nn.Conv2d(channels, 16, 3, stride=1), nn.ReLU(), nn.Flatten())
-        self.linear = nn.Sequential(
-            nn.Linear(16 * (height - 2) * (width - 2), features_dim), nn.ReLU()
-        )
-
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.conv(observations.float().permute(0, 3, 1, 2)))
-
-
-def _is_small_grid(space: gym.Space) -> bool:
-    return (
-        isinstance(space, gym.spaces.Box)
-        and len(space.shape) == 3
-        and space.shape[0] == space.shape[1]
-        and 3 <= space.shape[0] <= 20
-        and space.shape[2] <= 32
-    )
-
-
-def auto_policy(observation_space: gym.Space) -> tuple[str, dict[str, Any]]:
-    """The SB3 policy name and kwargs for an observation space: Nature-CNN for Atari
-    frames (``CnnPolicy``), :class:`MinAtarCNN` for MinAtar grids, SB3's MLP otherwise.
-
-    BC, DAgger and DRIL all take ``policy="auto"`` through this, so that a comparison
-    trains the same network."""
-    if isinstance(observation_space, gym.spaces.Box) and is_image_space(observation_space):
-        return "CnnPolicy", {}
-    if _is_small_grid(observation_space):
-        return "MlpPolicy", {"features_extractor_class": MinAtarCNN, "net_arch": []}
-    return "MlpPolicy", {}
-
-
-def _member_features(space: gym.Space) -> Callable[[], nn.Module]:
-    if isinstance(space, gym.spaces.Box) and is_image_space(space):
-        return lambda: NatureCNN(space, features_dim=512)
-    if _is_small_grid(space):
-        return lambda: MinAtarCNN(space)
-
-    def mlp() -> nn.Module:
-        flat = FlattenExtractor(space)
-        return nn.Sequential(
-            flat, nn.Linear(flat.features_dim, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh()
-        )
-
-    return mlp
-
-
 def _features_dim(module: nn.Module, space: gym.Space) -> int:
     with torch.no_grad():
         sample = torch.as_tensor(space.sample()[None])
@@ -155,7 +98,7 @@ class Ensemble(nn.Module):
         super().__init__()
         self.observation_space = observation_space
         self.shared = shared
-        make = _member_features(observation_space)
+        make = features_network(observation_space)
         n_trunks = 1 if shared else size
         self.trunks = nn.ModuleList(make() for _ in range(n_trunks))
         dim = _features_dim(self.trunks[0], observation_space)
@@ -188,14 +131,16 @@ def ensemble_costs(log_probs: torch.Tensor, kind: str = "probability") -> torch.
 class DRIL(BaseAgent):
     """Disagreement-regularized imitation, SB3-shaped (see the module docstring).
 
-    >>> demos = Demonstrations.collect(env, envs.make_expert(env), n_episodes=1)
+    >>> demos = Demonstrations.collect(env, make_expert(env), n_episodes=1)
     >>> dril = DRIL(env, demos).learn(200_000)
 
     ``env`` is copied ``n_envs`` times from its spec (``gym.make(env.spec,
     **train_env_kwargs)``) for the RL rollouts: e.g. ``train_env_kwargs={"episodic_life":
     True, "fire_reset": True}`` for the DRIL paper's Atari training envs.
-    ``policy="auto"`` picks the network from the observation space (:func:`auto_policy`);
-    an SB3 policy name with ``policy_kwargs`` overrides it.
+    ``policy="auto"`` picks the network from the observation space
+    (:func:`lfi_gym.agents.learners.auto_policy`: the one BC, DAgger and PPO train too); an SB3
+    policy name with ``policy_kwargs`` overrides it. The learner is an SB3 A2C / PPO policy,
+    so DRIL refuses text and ranking envs (their learners are not SB3 policies).
     """
 
     def __init__(
@@ -282,17 +227,17 @@ class DRIL(BaseAgent):
                 "DRIL copies the env for its n_envs rollout envs with gym.make(env.spec), but "
                 "this env has no spec; make it with gym.make(...) or pass n_envs=1"
             )
+        policy, policy_kwargs = resolve_policy(policy, env.observation_space, policy_kwargs)
+        if not isinstance(policy, str) or policy not in ("MlpPolicy", "CnnPolicy"):
+            shown = policy if isinstance(policy, str) else type(policy).__name__
+            raise ValueError(
+                f"DRIL trains an SB3 A2C / PPO policy on Box observations: policy must be "
+                f"'auto', 'MlpPolicy' or 'CnnPolicy', and this gives {shown!r} (for "
+                f"{env.observation_space}); use BC, DAgger or PPO on text and ranking envs"
+            )
         self._check_demonstrations(demonstrations, env)
         self.demonstrations = demonstrations
-        if policy == "auto":
-            policy, auto_kwargs = auto_policy(env.observation_space)
-            policy_kwargs = {**auto_kwargs, **(policy_kwargs or {})}
-        if not isinstance(policy, str):
-            raise ValueError(
-                f"policy must be 'auto' or an SB3 policy name ('MlpPolicy', 'CnnPolicy'), "
-                f"got {type(policy).__name__}"
-            )
-        self._policy_name, self._policy_kwargs = policy, dict(policy_kwargs or {})
+        self._policy_name, self._policy_kwargs = policy, policy_kwargs
         self.ensemble = Ensemble(
             env.observation_space, int(env.action_space.n), self.ensemble_size, self.shared_trunk
         ).to(self.device)
@@ -310,9 +255,7 @@ class DRIL(BaseAgent):
         #: Sum and count of the DRIL rewards seen in training (diagnostics).
         self.reward_sum, self.reward_count = 0.0, 0
         self.model = self._make_model()
-        self._bc_optimizer = torch.optim.Adam(
-            self.model.policy.parameters(), lr=self.bc_learning_rate
-        )
+        self._bc = self._make_bc_trainer()
         self._step_hook: Any = None
 
     # -- construction helpers ------------------------------------------------------------
@@ -345,9 +288,8 @@ class DRIL(BaseAgent):
 
         name = self.rl_algorithm
         if name == "auto":
-            image = is_image_space(self.env.observation_space) or _is_small_grid(
-                self.env.observation_space
-            )
+            space = self.env.observation_space
+            image = is_atari_frames(space) or is_minatar_grid(space)
             name = "a2c" if image else "ppo"
         return A2C if name == "a2c" else PPO
 
@@ -484,47 +426,31 @@ class DRIL(BaseAgent):
 
     def bc_loss(self) -> float:
         """The learner's mean negative log-likelihood of the demonstrations' actions."""
-        bc = self._bc_trainer()
-        return bc.loss(self.demonstrations)
+        return self._bc.loss(self.demonstrations)
 
-    def _bc_trainer(self) -> BC:
-        bc = BC(
-            self.env,
-            self.demonstrations,
-            policy=self.model.policy,
+    def _make_bc_trainer(self) -> SupervisedTrainer:
+        """The alternating BC step's trainer: no entropy term, batches shuffled by DRIL's
+        RNG, its own Adam on the learner."""
+        return SupervisedTrainer(
+            self.model.policy,
             learning_rate=self.bc_learning_rate,
             batch_size=self.bc_batch_size,
-            seed=None if self.seed is None else int(self.seed),
+            ent_coef=0.0,
+            seed=self._rng,
             device=self.device,
         )
-        bc.optimizer = self._bc_optimizer
-        return bc
 
     def bc_step(self, n_batches: int | None = None) -> float:
         """One pass of BC over the demonstrations (or ``n_batches`` minibatches) on the
         learner; returns the mean loss over the batches."""
-        policy, demos = self.model.policy, self.demonstrations
-        policy.set_training_mode(True)
-        losses = []
-        try:
-            for batch in demos.iter_batches(
-                self.bc_batch_size, shuffle=True, seed=self._rng, device=self.device
-            ):
-                loss = self._bc_batch_loss(batch)
-                self._bc_optimizer.zero_grad()
-                loss.backward()
-                self._bc_optimizer.step()
-                losses.append(loss.item())
-                if n_batches is not None and len(losses) >= n_batches:
-                    break
-        finally:
-            policy.set_training_mode(False)
+        n_samples = len(self.demonstrations)
+        if n_batches is not None:
+            n_samples = min(n_samples, n_batches * self.bc_batch_size)
+        losses: list[float] = []
+        self._bc.train_samples(
+            self.demonstrations, n_samples, lambda stats, _: losses.append(stats["loss"])
+        )
         return float(np.mean(losses))
-
-    def _bc_batch_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        actions = batch["actions"].long().reshape(-1)
-        log_prob, _ = action_log_prob(self.model.policy, batch["observations"], actions)
-        return -log_prob.mean()
 
     def pretrain(self, progress_bar: bool = False) -> DRIL:
         """Fit the ensemble, its thresholds and the BC warm start of the learner (once)."""
@@ -534,12 +460,29 @@ class DRIL(BaseAgent):
         losses = self.fit_ensemble(bar)
         thresholds = self.compute_thresholds()
         bar.close()
-        bc = self._bc_trainer()
-        bc.learn(self.bc_epochs * len(self.demonstrations), progress_bar=progress_bar)
+        if self.seed is not None:
+            # The warm start has always begun by reseeding the global RNGs (it used to be a
+            # BC agent, which does): the RL phase's action sampling starts from the seed.
+            set_random_seed(int(self.seed))
+        # The warm start is BC's objective (its entropy bonus) with BC's seeding, on the
+        # Adam of the alternating steps, so its moments carry over into them.
+        warm_start = SupervisedTrainer(
+            self.model.policy,
+            learning_rate=self.bc_learning_rate,
+            batch_size=self.bc_batch_size,
+            ent_coef=BC_DEFAULTS["ent_coef"],
+            seed=None if self.seed is None else int(self.seed),
+            device=self.device,
+            optimizer=self._bc.optimizer,
+        )
+        n_samples = self.bc_epochs * len(self.demonstrations)
+        bc_bar = tqdm(total=n_samples, desc="DRIL BC", disable=not progress_bar)
+        warm_start.train_samples(self.demonstrations, n_samples, lambda _, n: bc_bar.update(n))
+        bc_bar.close()
         self.pretrained = True
         self.logger.record("dril/ensemble_loss", losses[-1])
         self.logger.record("dril/threshold_mean", float(np.mean(thresholds)))
-        self.logger.record("dril/bc_loss", bc.loss(self.demonstrations))
+        self.logger.record("dril/bc_loss", warm_start.loss(self.demonstrations))
         return self
 
     # -- learning ------------------------------------------------------------------------
@@ -598,7 +541,7 @@ class DRIL(BaseAgent):
         batches = self._demo_batches()
 
         def hook(optimizer, args, kwargs):
-            loss = self.bc_coef * self._bc_batch_loss(next(batches))
+            loss = self.bc_coef * self._bc.batch_loss(next(batches))[0]
             loss.backward()
 
         self._step_hook = self.model.policy.optimizer.register_step_pre_hook(hook)
@@ -621,19 +564,17 @@ class DRIL(BaseAgent):
     def _extra_members(self) -> dict[str, bytes]:
         buffer = io.BytesIO()
         self.model.save(buffer)
-        with tempfile.TemporaryDirectory() as tmp:
-            demos_bytes = self.demonstrations.save(Path(tmp) / "demos.lfid").read_bytes()
         dril_state = {
             "ensemble": self.ensemble.state_dict(),
             "bootstrap_counts": self.bootstrap_counts,
             "thresholds": self.thresholds,
-            "bc_optimizer": self._bc_optimizer.state_dict(),
+            "bc_optimizer": self._bc.optimizer.state_dict(),
             "rng": self._rng.bit_generator.state,
             "policy_kwargs": self._policy_kwargs,
         }
         return {
             "rl_model.zip": buffer.getvalue(),
-            "demonstrations.lfid": demos_bytes,
+            "demonstrations.lfid": self.demonstrations.to_bytes(),
             "dril.pt": torch_bytes(dril_state),
         }
 
@@ -647,10 +588,9 @@ class DRIL(BaseAgent):
                     "DRIL.load"
                 )
             env = gym.make(extra["env"]["id"], **extra["env"]["kwargs"])
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "demos.lfid"
-            path.write_bytes(members["demonstrations.lfid"])
-            demos = Demonstrations.load(path, mmap=False)
+        demos = Demonstrations.from_bytes(
+            members["demonstrations.lfid"], name="demonstrations.lfid"
+        )
         state = torch_load(members["dril.pt"], torch.device("cpu"))
         agent = cls(
             env,
@@ -669,10 +609,8 @@ class DRIL(BaseAgent):
         agent.model = agent.model.load(
             io.BytesIO(members["rl_model.zip"]), env=agent.reward_env, device=agent.device
         )
-        agent._bc_optimizer = torch.optim.Adam(
-            agent.model.policy.parameters(), lr=agent.bc_learning_rate
-        )
-        agent._bc_optimizer.load_state_dict(state["bc_optimizer"])
+        agent._bc = agent._make_bc_trainer()  # on the loaded learner
+        agent._bc.optimizer.load_state_dict(state["bc_optimizer"])
         agent.pretrained = bool(extra["pretrained"])
         return agent
 
@@ -688,4 +626,4 @@ def _env_make_args(env: gym.Env) -> dict[str, Any] | None:
     return {"id": env.spec.id, "kwargs": dict(env.spec.kwargs)}
 
 
-__all__ = ["DRIL", "Ensemble", "MinAtarCNN", "auto_policy", "ensemble_costs"]
+__all__ = ["DRIL", "Ensemble", "ensemble_costs"]

@@ -21,7 +21,7 @@ roll-in, a "mixture of learner and guide with prob. beta", is read here as
 the guide completing with probability beta, which is how the RLGF setting beta = 0.8 keeps
 learner tokens in every guided episode. Paper defaults (Chang et al. 2023, IMDB):
 PPO++ beta 0.2, AggreVaTeD beta 0.8, LOLS tau 0.8, D2LOLS tau 20 iterations; the PPO
-settings are :class:`agents.ppo.PPO`'s.
+settings are :class:`lfi_gym.agents.ppo.PPO`'s.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
-from lfi_gym.agents.plackett_luce import PlackettLucePolicy
+from lfi_gym.agents.learners import make_learner
 from lfi_gym.envs.policies import check_spaces
 from lfi_gym.envs.validation import (
     check_non_negative_float,
@@ -37,15 +37,16 @@ class PGRank(BaseAgent):
     where ``G`` is the DCG still to come, and a gradient step averages
     ``queries_per_update`` queries. Defaults follow PG-Rank's setup scaled to small
     scorers: Adam 1e-3, 8 samples per query, 16 queries per update, no entropy bonus.
-    ``policy`` is a :class:`PlackettLucePolicy` (built from ``policy_kwargs`` when None) or
-    any module with its methods. Saving stores the optimizer, both RNGs and the env's
-    State, so ``PGRank.load(path, env)`` continues exactly where training stopped.
+    ``policy`` is a :class:`PlackettLucePolicy` (built from ``policy_kwargs`` when None,
+    ``"auto"`` or ``"PlackettLucePolicy"``) or any module with its methods. Saving stores
+    the optimizer, both RNGs and the env's State, so ``PGRank.load(path, env)`` continues
+    exactly where training stopped.
     """
 
     def __init__(
         self,
         env: gym.Env | None,
-        policy: nn.Module | None = None,
+        policy: nn.Module | str | None = None,
         *,
         policy_kwargs: dict[str, Any] | None = None,
         learning_rate: float = 1e-3,
@@ -75,11 +76,12 @@ class PGRank(BaseAgent):
             None if max_grad_norm is None else check_positive_float(max_grad_norm, "max_grad_norm")
         )
         self.normalize_advantage = bool(normalize_advantage)
-        if policy is None:
+        if policy is None or (isinstance(policy, str) and policy in ("auto", "PlackettLucePolicy")):
             if env is None:
                 raise ValueError("PGRank needs an env to build its policy; pass env=")
-            policy = PlackettLucePolicy(
-                env.observation_space, env.action_space, **(policy_kwargs or {})
+            # "auto" on a ranking env is this learner; elsewhere make_learner says why not.
+            policy = make_learner(
+                "PlackettLucePolicy", env.observation_space, env.action_space, policy_kwargs
             )
         elif policy_kwargs:
             raise ValueError("policy_kwargs only apply when PGRank builds the policy (policy=None)")

@@ -49,9 +49,8 @@ from lfi_gym.agents.base import (
     torch_bytes,
     torch_load,
 )
-from lfi_gym.agents.bc import make_learner
 from lfi_gym.agents.data import Demonstrations
-from lfi_gym.agents.policies import action_log_prob
+from lfi_gym.agents.learners import action_log_prob, make_learner
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
 from lfi_gym.envs.policies import same_space
 from lfi_gym.envs.validation import (
@@ -111,10 +110,11 @@ class PPO(BaseAgent):
     vector env. ``policy`` is ``"LMPolicy"`` (``policy_kwargs`` carry ``name_or_path``;
     the tiny TinyReviews LM by default), another learner name BC accepts, or a module; an
     LMPolicy without a value head gets a zero-initialised one. ``"auto"`` (the default)
-    picks LMPolicy for the text envs, PlackettLucePolicy for the ranking envs and SB3's
-    ``"MlpPolicy"`` otherwise. ``learn(total_timesteps)``
-    counts env steps (tokens) taken by every policy, roll-ins included, so algorithms
-    compare at equal token budgets.
+    is the learner every agent trains on the env (:func:`lfi_gym.agents.learners.auto_policy`):
+    LMPolicy for the text envs, PlackettLucePolicy for the ranking envs, the DRIL
+    benchmark's CNNs for Atari and MinAtar, SB3's ``"MlpPolicy"`` otherwise.
+    ``learn(total_timesteps)`` counts env steps (tokens) taken by every policy, roll-ins
+    included, so algorithms compare at equal token budgets.
     """
 
     def __init__(
@@ -181,7 +181,10 @@ class PPO(BaseAgent):
         # (``accelerate launch`` with its own config); one process on CPU needs nothing.
         self.accelerator = Accelerator(cpu=self.device.type == "cpu")
         self.device = self.accelerator.device
-        self._policy = _build_policy(policy, env, policy_kwargs, self.device)
+        spaces = (None, None) if env is None else _single_spaces(env)
+        self._policy = make_learner(
+            policy, *spaces, policy_kwargs, self.device, env=env, value_head=True
+        )
         if env is not None:
             _check_learner_spaces(self._policy, env)
         self.reference = None
@@ -586,41 +589,6 @@ class _Batch:
 def _scores_sequences(policy: Any) -> bool:
     """True for learners that score a whole generated sequence in one pass (LMPolicy)."""
     return hasattr(policy, "evaluate_generated")
-
-
-def _build_policy(policy: Any, env: Any, policy_kwargs: dict[str, Any] | None, device):
-    from lfi_gym.agents.lm_policy import TINYREVIEWS_LM, LMPolicy
-
-    kwargs = dict(policy_kwargs or {})
-    if policy == "auto":
-        policy = _auto_policy(env)
-    if policy == "LMPolicy":
-        name = kwargs.pop("name_or_path", TINYREVIEWS_LM)
-        kwargs.setdefault("value_head", True)
-        module = LMPolicy.from_pretrained(name, env=env, device=device, **kwargs)
-    elif isinstance(policy, str):
-        spaces = _single_spaces(env)
-        module = make_learner(policy, *spaces, kwargs, device)
-    else:
-        if kwargs:
-            raise ValueError("policy_kwargs only apply when policy is a name like 'LMPolicy'")
-        module = make_learner(policy, None, None, None, device)
-    if isinstance(module, LMPolicy) and module.value_head is None:
-        module.add_value_head()
-    return module.to(device)
-
-
-def _auto_policy(env: Any) -> str:
-    """The learner a policy of ``"auto"`` means for ``env``'s observations."""
-    if env is None:
-        raise ValueError('policy="auto" needs an env; pass env= or a policy module')
-    observation_space, _ = _single_spaces(env)
-    keys = set(getattr(observation_space, "spaces", {}))
-    if {"input_ids", "attention_mask"} <= keys:
-        return "LMPolicy"
-    if {"features", "mask"} <= keys:
-        return "PlackettLucePolicy"
-    return "MultiInputPolicy" if keys else "MlpPolicy"
 
 
 def _single_spaces(env: Any) -> tuple[gym.Space, gym.Space]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lfi_gym import agents, envs, imitation
-from lfi_gym.agents.dril import auto_policy
+from lfi_gym.agents.learners import auto_policy
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
 LambdaMART (``lightgbm.LGBMRanker``, objective lambdarank) trains on the train split with
 early stopping on the validation split. Our agents train a Plackett-Luce policy on the
 train split: BC on ideal-ranking demonstrations, DAgger with the ideal-ranking oracle,
-PG-Rank by policy gradient. Every NDCG@10 is computed by ``envs.ranking.ndcg_at_k`` over
+PG-Rank by policy gradient. Every NDCG@10 is computed by ``lfi_gym.envs.ranking.ndcg_at_k`` over
 all test queries (queries without relevant documents score 0 for every method).
 """
 

@@ -1,7 +1,7 @@
 """PPO++ iteration throughput against TRL's GRPOTrainer, and the paper-scale IMDB timing.
 
 Part 1 (side by side, one run): samples/s and tokens/s of ONE PPO++ iteration
-(``agents.PPOPlusPlus``, the same LM as guide, beta 0.2) against ONE step of TRL's
+(``lfi_gym.agents.PPOPlusPlus``, the same LM as guide, beta 0.2) against ONE step of TRL's
 ``GRPOTrainer``, on the shipped TinyReviews LM (1.0M parameters), the same number of
 sequences per step, the same generation length (min = max new tokens, so EOS never ends
 an episode early), prompts from the TinyReviews train split, the same reward callable

@@ -230,7 +230,7 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
         """Restore a validated state and return the observation and info at that point."""
 
     def make_expert(self) -> Any:
-        """The env's computational oracle as a Policy; see :func:`envs.make_expert`."""
+        """The env's computational oracle as a Policy; see :func:`lfi_gym.envs.make_expert`."""
         raise NotImplementedError(f"{self.env_id} has no computational oracle")
 
 

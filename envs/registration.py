@@ -18,10 +18,10 @@ def register_restartable(
     vector_entry_point: str | Callable[..., Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    """Register an env that subclasses :class:`envs.core.RestartableEnv`.
+    """Register an env that subclasses :class:`lfi_gym.envs.core.RestartableEnv`.
 
     ``gym.make_vec(id, num_envs=n)`` then returns ``vector_entry_point``'s vector env, by
-    default a :class:`envs.vector.RestartableSyncVectorEnv` (families with a native batched
+    default a :class:`lfi_gym.envs.vector.RestartableSyncVectorEnv` (families with a native batched
     env pass their own).
 
     Gymnasium 1.x wrappers do not forward unknown attributes, so ``gym.make`` must return

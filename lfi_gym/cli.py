@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demos",
         help="record the env's oracle playing N episodes into a demonstrations file",
         description=(
-            "Roll out envs.make_expert(env) for N episodes and stream the transitions into "
+            "Roll out lfi_gym.envs.make_expert(env) for N episodes and stream the transitions into "
             "a .lfid file (observations go to disk as they come; the file appears when done)."
         ),
     )

@@ -244,11 +244,11 @@ def _zero_shot(
     once, as the baseline the label-using agents should beat."""
     from stable_baselines3.common.utils import get_device
 
-    from lfi_gym.agents.bc import make_learner
+    from lfi_gym.agents.learners import make_learner
 
     env = gym.make(env_id, **entry.env_kwargs)
     policy = make_learner(
-        kwargs.get("policy", "MlpPolicy"),
+        kwargs.get("policy", "auto"),
         env.observation_space,
         env.action_space,
         kwargs.get("policy_kwargs"),
@@ -285,7 +285,7 @@ def _rl_trainer(name: str) -> Trainer:
     return train
 
 
-#: How ``compare`` trains each agent (keyed by the short names of ``agents.AGENTS``, plus
+#: How ``compare`` trains each agent (keyed by the short names of ``lfi_gym.agents.AGENTS``, plus
 #: "zero-shot": the untrained learner).
 TRAINERS: dict[str, Trainer] = {
     "bc": _bc_curve,

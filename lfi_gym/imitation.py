@@ -4,11 +4,11 @@ The DRIL paper's figure: for each game, BC, DAgger and DRIL trained from 1, 3, 5
 expert episodes, several seeds, scored raw and expert-normalised,
 ``(score - random) / (oracle - random)``, with bootstrap confidence intervals over seeds.
 
-- BC: ``agents.BC`` on the demonstrations, ``bc_epochs`` passes, the network
-  :func:`agents.dril.auto_policy` picks (the one DRIL's learner uses too).
-- DAgger: ``agents.DAgger`` with the env's oracle, the same number of expert labels as
+- BC: ``lfi_gym.agents.BC`` on the demonstrations, ``bc_epochs`` passes, the network
+  ``policy="auto"`` picks (:func:`lfi_gym.agents.learners.auto_policy`; DRIL's learner too).
+- DAgger: ``lfi_gym.agents.DAgger`` with the env's oracle, the same number of expert labels as
   the demonstrations hold (an equal-label comparison), in 10 rounds.
-- DRIL: ``agents.DRIL`` on the demonstrations with ``dril_timesteps`` RL steps.
+- DRIL: ``lfi_gym.agents.DRIL`` on the demonstrations with ``dril_timesteps`` RL steps.
 
 Every run is one JSON file under ``out/runs/``: a sweep that is stopped resumes where it
 stopped, and several processes may share one folder (each skips finished runs).
@@ -138,15 +138,11 @@ def train_agent(
     ``game.dril_eval_every``, DRIL's (RL steps, evaluation scores) are appended to
     ``curve`` every that many steps."""
     from lfi_gym import agents, envs
-    from lfi_gym.agents.dril import auto_policy
 
     demos = collect_demonstrations(game, n_demos, seed)
     env = gym.make(game.env_id, **game.env_kwargs)
-    policy, policy_kwargs = auto_policy(env.observation_space)
     if agent == "bc":
-        bc = agents.BC(
-            env, demos, policy=policy, policy_kwargs=policy_kwargs, seed=seed, device=device
-        )
+        bc = agents.BC(env, demos, policy="auto", seed=seed, device=device)
         bc.learn(game.bc_epochs * len(demos), progress_bar=progress_bar)
         return bc, len(demos)
     if agent == "dagger":
@@ -155,8 +151,7 @@ def train_agent(
         dagger = agents.DAgger(
             env,
             envs.make_expert(env),
-            policy=policy,
-            policy_kwargs=policy_kwargs,
+            policy="auto",
             steps_per_round=per_round,
             beta_rounds=max(1, game.dagger_rounds // 2),
             n_epochs=max(1, game.bc_epochs // 5),

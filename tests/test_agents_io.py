@@ -244,7 +244,7 @@ def test_dagger_executes_the_expert_at_rate_beta(env, monkeypatch) -> None:
         env, expert, steps_per_round=1000, n_epochs=1, beta_schedule=lambda i: 0.5, seed=0
     )
     monkeypatch.setattr(
-        dagger.bc.policy,
+        dagger.policy,
         "predict",
         lambda obs, state=None, episode_start=None, deterministic=False: (0, state),
     )
@@ -395,3 +395,29 @@ def test_a_constructor_argument_without_its_attribute_is_refused_at_save(tmp_pat
 
     with pytest.raises(AttributeError, match=r"ForgetfulBC.__init__ takes .*warmup"):
         ForgetfulBC(env, device="cpu").save(tmp_path / "f")
+
+
+def test_agent_files_hold_demonstrations_without_a_temporary_folder(
+    tmp_path, env, monkeypatch
+) -> None:
+    """DAgger's aggregate and DRIL's demonstrations go into the zip as .lfid bytes built in
+    memory, the same bytes a saved .lfid file holds."""
+    import tempfile
+    import zipfile
+
+    from lfi_gym.agents import DRIL
+
+    def no_folders(*args, **kwargs):
+        raise AssertionError("an agent file went through a temporary folder")
+
+    dagger = DAgger(env, envs.make_expert(env), steps_per_round=50, n_epochs=1, seed=0).learn(50)
+    demos = Demonstrations.collect(env, envs.make_expert(env), n_steps=30, seed=0)
+    dril = DRIL(env, demos, ensemble_size=2, n_envs=1, seed=0, device="cpu")
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", no_folders)
+    dagger_path, dril_path = dagger.save(tmp_path / "dagger"), dril.save(tmp_path / "dril")
+    with zipfile.ZipFile(dagger_path) as zf:
+        assert zf.read("aggregate.lfid") == dagger.demonstrations.to_bytes()
+    loaded = DAgger.load(dagger_path, env=gym.make(ENV_ID))
+    np.testing.assert_array_equal(loaded.demonstrations.actions, dagger.demonstrations.actions)
+    loaded_dril = DRIL.load(dril_path, env=gym.make(ENV_ID))
+    np.testing.assert_array_equal(loaded_dril.demonstrations.observations, demos.observations)

@@ -16,13 +16,13 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import lfi_gym.agents.data as data_module
+import lfi_gym.agents.demofile as demofile_module
 from lfi_gym import envs
-from lfi_gym.agents.data import (
+from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.demofile import (
     END_MAGIC,
     MAGIC,
     SCHEMA_VERSION,
-    Demonstrations,
     DemonstrationsFileError,
     _footer_digest,
 )
@@ -355,6 +355,30 @@ def test_round_trip_without_states_infos_or_spaces(tmp_path):
     assert_demos_equal(demos, loaded)
 
 
+@pytest.mark.parametrize("make", [dict_demos, indexed_demos])
+def test_bytes_in_memory_are_the_files_bytes(tmp_path, make):
+    demos = make()
+    data = demos.to_bytes()
+    assert data == demos.save(tmp_path / "d.lfid").read_bytes()
+    loaded = Demonstrations.from_bytes(data)
+    assert_demos_equal(demos, loaded)
+    assert loaded.actions.flags.writeable  # copies, not views of the caller's bytes
+
+
+def test_bytes_in_memory_are_checked_like_files(random_demos):
+    data = random_demos.to_bytes()
+    _, footer, data_end = split_file(data)
+    section = footer["sections"]["actions"]
+    corrupted = bytearray(data)
+    corrupted[section["offset"]] ^= 0x01
+    with pytest.raises(DemonstrationsFileError, match=r"^aggregate\.lfid: checksum mismatch"):
+        Demonstrations.from_bytes(bytes(corrupted), name="aggregate.lfid")
+    with pytest.raises(DemonstrationsFileError, match=r"^<bytes>: file is truncated"):
+        Demonstrations.from_bytes(data[: data_end + 5])
+    with pytest.raises(DemonstrationsFileError, match="not an lfi-gym demonstrations file"):
+        Demonstrations.from_bytes(b"PK\x03\x04" + data[4:])
+
+
 def test_load_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing\.lfid"):
         Demonstrations.load(tmp_path / "missing.lfid")
@@ -533,7 +557,7 @@ def test_interrupted_replace_keeps_previous_file(saved, monkeypatch):
     def failing_replace(*args, **kwargs):
         raise Interrupt("disk full")
 
-    monkeypatch.setattr(data_module.os, "replace", failing_replace)
+    monkeypatch.setattr(demofile_module.os, "replace", failing_replace)
     with pytest.raises(Interrupt):
         dict_demos().save(path)
     _assert_untouched(path, raw)
@@ -542,7 +566,7 @@ def test_interrupted_replace_keeps_previous_file(saved, monkeypatch):
 @pytest.mark.parametrize("exception", [Interrupt, KeyboardInterrupt])
 def test_interrupted_section_write_keeps_previous_file(saved, monkeypatch, exception):
     path, raw = saved
-    original_write = data_module._HashingWriter.write
+    original_write = demofile_module._HashingWriter.write
     sections_started = []
 
     def write(self, data):
@@ -554,7 +578,7 @@ def test_interrupted_section_write_keeps_previous_file(saved, monkeypatch, excep
                 raise exception("interrupted mid-write")
         return original_write(self, data)
 
-    monkeypatch.setattr(data_module._HashingWriter, "write", write)
+    monkeypatch.setattr(demofile_module._HashingWriter, "write", write)
     with pytest.raises(exception):
         dict_demos().save(path)
     assert len(sections_started) == 2
@@ -570,7 +594,7 @@ def test_interrupted_first_save_leaves_nothing(tmp_path, monkeypatch):
     def failing_fsync(fd):
         raise Interrupt("power cut")
 
-    monkeypatch.setattr(data_module.os, "fsync", failing_fsync)
+    monkeypatch.setattr(demofile_module.os, "fsync", failing_fsync)
     with pytest.raises(Interrupt):
         dict_demos().save(tmp_path / "new.lfid")
     assert os.listdir(tmp_path) == []

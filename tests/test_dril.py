@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lfi_gym import agents, envs
-from lfi_gym.agents.dril import DRIL, MinAtarCNN, auto_policy
+from lfi_gym.agents.dril import DRIL
+from lfi_gym.agents.learners import MinAtarCNN, auto_policy
 from lfi_gym.wrappers.reward import DisagreementRewardVecEnv, DisagreementRewardVector
 
 torch.set_num_threads(1)

@@ -451,7 +451,7 @@ def test_dagger_with_a_language_model_guide_as_expert_imitates_it(text_env, lm_g
 
 def test_the_sft_term_fits_the_references(text_env):
     from lfi_gym.agents import Demonstrations
-    from lfi_gym.agents.policies import action_log_prob
+    from lfi_gym.agents.learners import action_log_prob
 
     demo_env = gym.make(TEXT, labels=[1])
     demos = Demonstrations.collect(demo_env, envs.make_expert(demo_env), n_steps=64, seed=0)

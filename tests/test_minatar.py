@@ -13,7 +13,8 @@ from stable_baselines3 import A2C, PPO
 
 from lfi_gym import envs
 from lfi_gym.agents import DAgger, Demonstrations
-from lfi_gym.agents.data import DemonstrationsFileError, DemonstrationsWriter, record
+from lfi_gym.agents.data import record
+from lfi_gym.agents.demofile import DemonstrationsFileError, DemonstrationsWriter
 from lfi_gym.envs import StateError
 from lfi_gym.envs.atari import MINATAR_GAMES
 

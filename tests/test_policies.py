@@ -1,5 +1,5 @@
-"""The Policy protocol and its adapters (lfi_gym.envs.policies), mixtures and the learner
-log-probs (lfi_gym.agents.policies)."""
+"""The Policy protocol and its adapters (lfi_gym.envs.policies), mixtures
+(lfi_gym.agents.policies) and the learners' log-probabilities (lfi_gym.agents.learners)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from gymnasium import spaces
 from stable_baselines3 import DQN, PPO
 
 from lfi_gym import envs
-from lfi_gym.agents.policies import MixturePolicy, action_log_prob, trainable_module
+from lfi_gym.agents.learners import action_log_prob, trainable_module
+from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy, batch_observation, check_spaces
 
 torch.set_num_threads(1)

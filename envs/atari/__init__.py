@@ -2,7 +2,7 @@
 
 Both keep every bit that decides the future in their State (emulator with its RNG, frame
 stack, counters), so DAgger and the guided algorithms can restart them anywhere, and both
-come with computational oracles (``envs.make_expert(env)``).
+come with computational oracles (``lfi_gym.envs.make_expert(env)``).
 """
 
 from __future__ import annotations

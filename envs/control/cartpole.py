@@ -30,7 +30,7 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
 
     Observation ``Box(4,)`` float32 (cart position, cart velocity, pole angle, pole angular
     velocity); action ``Discrete(2)`` (push left, push right); reward 1 per step.
-    ``envs.make_expert(env)`` returns an LQR controller that balances for the full horizon.
+    ``lfi_gym.envs.make_expert(env)`` returns an LQR controller that balances for the full horizon.
     """
 
     default_id = "Control-CartPole-v0"

@@ -222,7 +222,7 @@ def load_letor(
     datasets (pass ``n_features`` if they belong together and one omits zero features).
     ``normalize="query"`` min-max scales every feature within each query to [0, 1]
     (LETOR's QueryLevelNorm; constant features become 0). Queries whose documents are all
-    irrelevant stay in the data; their NDCG is 0 (see :mod:`envs.ranking.metrics`).
+    irrelevant stay in the data; their NDCG is 0 (see :mod:`lfi_gym.envs.ranking.metrics`).
     """
     from sklearn.datasets import load_svmlight_file
 

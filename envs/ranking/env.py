@@ -6,7 +6,7 @@ after ``k_positions`` picks or when the candidates run out, and the last step's 
 ``ndcg@1``, ``ndcg@5``, ``ndcg@10`` and the ``ranking`` (candidate slots, best first,
 length K, -1 past the end of a shorter list).
 The State is (split, query index, placed prefix, step, RNG), so restarts are exact and
-cheap, and the ideal ranking by relevance is an exact oracle (``envs.make_expert``).
+cheap, and the ideal ranking by relevance is an exact oracle (``lfi_gym.envs.make_expert``).
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
 
 
 class RankSyntheticEnv(RankingEnv):
-    """Rank-Synthetic-v0: queries from :func:`envs.ranking.data.synthetic_splits`.
+    """Rank-Synthetic-v0: queries from :func:`lfi_gym.envs.ranking.data.synthetic_splits`.
 
     Defaults: 600 / 200 / 200 train / validation / test queries of 5..30 candidates with 16
     features, K=10, labels 0..4 from a hidden non-linear function with noise 0.3.
@@ -358,7 +358,7 @@ class RankLETOREnv(RankingEnv):
     / ``test.txt``, a folder of ``Fold1..FoldN`` with ``fold=n``, a ``{split: file}``
     mapping, or a single file. ``normalize="query"`` scales features per query;
     ``max_candidates`` defaults to the longest query of all splits. Queries without a
-    relevant document give reward 0 and NDCG 0. See :func:`envs.ranking.data.load_letor`.
+    relevant document give reward 0 and NDCG 0. See :func:`lfi_gym.envs.ranking.data.load_letor`.
     """
 
     default_id = "Rank-LETOR-v0"

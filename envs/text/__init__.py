@@ -9,7 +9,7 @@
 
 ``gym.make(id, **kwargs)`` returns a :class:`TextGenEnv`; ``gym.make_vec(id, num_envs=n,
 **kwargs)`` the native :class:`TextGenVectorEnv`. The keyword arguments are those of the
-task builders in :mod:`envs.text.sources` (split, assets, reward, limits).
+task builders in :mod:`lfi_gym.envs.text.sources` (split, assets, reward, limits).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def text_spaces(task: TextTask) -> tuple[spaces.Dict, spaces.Discrete]:
 
 
 class TextGenEnv(RestartableEnv[dict[str, np.ndarray], int]):
-    """One text-generation episode per reset; see :mod:`envs.text` for the ids.
+    """One text-generation episode per reset; see :mod:`lfi_gym.envs.text` for the ids.
 
     Observation: ``{"input_ids", "attention_mask"}`` of length ``prompt_length +
     max_new_tokens`` (prompt padded left, generation padded right). Action: a token id in

@@ -250,7 +250,7 @@ class SequenceClassifierReward(_Reward):
     """Softmax probability of one label of a sequence classifier (IMDB: P(positive)).
 
     ``model`` is a hub name, a local directory (both loaded through
-    :func:`envs.text.hub.load_pretrained`, so a missing model fails at once with a message
+    :func:`lfi_gym.envs.text.hub.load_pretrained`, so a missing model fails at once with a message
     naming the ``reward_model`` argument) or an already loaded ``PreTrainedModel``.
     ``tokenizer`` defaults to the model's own (same name or directory). ``label`` is a
     class index or a label name from ``config.id2label``. Rows are scored in batches of
@@ -399,7 +399,7 @@ class SequenceClassifierReward(_Reward):
 
 
 class CIDErDReward(_Reward):
-    """CIDEr-D of the completion against the row's references (see :mod:`envs.text.cider`).
+    """CIDEr-D of the completion against the row's references (see :mod:`lfi_gym.envs.text.cider`).
 
     ``corpus_references`` (one reference list per example of the split) fixes the
     document frequencies, so that a row's reward does not depend on its batch mates; the

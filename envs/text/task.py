@@ -1,7 +1,7 @@
 """What a text-generation env generates for: prompts, references, tokenizer, reward.
 
 A :class:`TextTask` is shared by the single env and the native vector env of one id, so
-both tokenize and score in exactly the same way. :mod:`envs.text.sources` builds the
+both tokenize and score in exactly the same way. :mod:`lfi_gym.envs.text.sources` builds the
 task of each registered id (TinyReviews offline, IMDB and CommonGen from the hub or a
 local copy).
 """
