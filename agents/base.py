@@ -26,7 +26,7 @@ from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import configure_logger, get_device, set_random_seed
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.files import atomic_write
+from lfi_gym.agents.files import atomic_write, pre_package_names
 from lfi_gym.envs.policies import check_spaces
 from lfi_gym.envs.validation import check_positive_int
 
@@ -266,9 +266,10 @@ class BaseAgent(ABC):
                 )
             members = {name: zf.read(name) for name in zf.namelist()}
         device_obj = get_device(device)
-        policy = _policy_from_payload(torch_load(members.pop("policy.pt"), device_obj))
         hyperparameters = {**meta["hyperparameters"], "seed": meta.get("seed"), **kwargs}
-        agent = cls._from_saved(env, policy, hyperparameters, meta, members, device=device)
+        with pre_package_names(str(path)):
+            policy = _policy_from_payload(torch_load(members.pop("policy.pt"), device_obj))
+            agent = cls._from_saved(env, policy, hyperparameters, meta, members, device=device)
         agent.num_timesteps = meta["num_timesteps"]
         return agent
 

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from lfi_gym.agents.files import atomic_write
+from lfi_gym.agents.files import atomic_write, pre_package_names
 
 FORMAT = "lfi-gym.demonstrations"
 SCHEMA_VERSION = 1
@@ -232,7 +232,8 @@ def read(
                     arrays[key] = np.frombuffer(f.read(nbytes), dtype=dtype).reshape(shape).copy()
             else:
                 f.seek(offset)
-                blobs[key] = pickle.loads(f.read(nbytes))
+                with pre_package_names(label):
+                    blobs[key] = pickle.loads(f.read(nbytes))
     return Contents(footer, arrays, blobs)
 
 
