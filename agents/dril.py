@@ -61,8 +61,7 @@ from lfi_gym.agents.learners import (
     is_minatar_grid,
     resolve_policy,
 )
-from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer
-from lfi_gym.envs.policies import same_space
+from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
 from lfi_gym.envs.validation import (
     check_choice,
     check_non_negative_float,
@@ -267,21 +266,9 @@ class DRIL(BaseAgent):
                 "DRIL needs demonstrations: Demonstrations.collect(env, "
                 "lfi_gym.envs.make_expert(env), n_episodes=1) or Demonstrations.load(path)"
             )
-        if not isinstance(demonstrations, Demonstrations):
-            raise TypeError(
-                f"demonstrations must be a Demonstrations, got {type(demonstrations).__name__}"
-            )
-        if len(demonstrations) == 0 or demonstrations.n_episodes == 0:
+        if isinstance(demonstrations, Demonstrations) and demonstrations.n_episodes == 0:
             raise ValueError("demonstrations are empty: record at least one expert episode")
-        for kind in ("observation_space", "action_space"):
-            theirs = getattr(demonstrations, kind)
-            if theirs is not None and not same_space(theirs, getattr(env, kind)):
-                raise ValueError(
-                    f"demonstrations were recorded with {kind} {theirs}, but the env has "
-                    f"{getattr(env, kind)}; record them on the same env "
-                    f"({demonstrations.env_id or 'another env'} vs "
-                    f"{env.spec.id if env.spec else type(env.unwrapped).__name__})"
-                )
+        check_demonstrations(demonstrations, env, what="the env has")
 
     def _algorithm_class(self) -> type:
         from stable_baselines3 import A2C, PPO

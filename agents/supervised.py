@@ -203,9 +203,12 @@ class SupervisedTrainer:
             self.n_updates = trainer["n_updates"]
 
 
-def check_demonstrations(demonstrations: Any, learner: torch.nn.Module) -> Demonstrations:
-    """``demonstrations`` if they can train ``learner``, else a TypeError / ValueError that
-    says what to record."""
+def check_demonstrations(
+    demonstrations: Any, learner: Any, *, what: str = "the learner uses"
+) -> Demonstrations:
+    """``demonstrations`` if they fit ``learner``'s spaces (a learner, or an env: anything with
+    ``observation_space`` / ``action_space``), else a TypeError / ValueError that says what
+    to record; ``what`` names the other side in the message."""
     if not isinstance(demonstrations, Demonstrations):
         raise TypeError(
             f"demonstrations must be a Demonstrations, got {type(demonstrations).__name__}"
@@ -216,7 +219,7 @@ def check_demonstrations(demonstrations: Any, learner: torch.nn.Module) -> Demon
         theirs = getattr(demonstrations, kind)
         if theirs is not None and not same_space(theirs, getattr(learner, kind)):
             raise ValueError(
-                f"demonstrations were recorded with {kind} {theirs}, the learner uses "
+                f"demonstrations were recorded with {kind} {theirs}, {what} "
                 f"{getattr(learner, kind)}; record them on the same env"
             )
     return demonstrations
