@@ -8,11 +8,11 @@ knows what the expert would do.
 
 Defaults and their sources (Brantley, Sun and Henaff 2020; docs/paper-settings.md):
 
-- ``ensemble_size=5`` members, BC on bootstrap resamples (paper);
-- cost(s, a) = variance across members of the predicted probability of ``a`` (paper);
+- ``ensemble_size=5`` members, BC on bootstrap resamples (paper: Algorithm 1; 5 in Section 6.1);
+- cost(s, a) = variance across members of the predicted probability of ``a`` (paper, Section 3);
   ``cost="logit"`` uses the variance of the members' log-probabilities instead;
 - reward +1 where cost <= the ``quantile=0.98`` quantile of the cost over demonstration
-  states, else -1; the environment reward is not used (paper);
+  states, else -1; the environment reward is not used (paper, Section 3: clipped cost);
 - thresholds truly per action (``threshold="per_action"``): for action a, the quantile of
   cost(s, a) over the demonstration pairs (s, a) where the expert took a, so about 98% of
   the demonstrations earn +1 whatever the action mix. The original code meant per-action
