@@ -187,9 +187,10 @@ RANK_SYNTHETIC = SuiteEntry(
 
 # Atari imitation at CPU scale: MinAtar Breakout (10x10 frames) with its lookahead oracle
 # (40 points over a 500-step horizon). BC and DAgger train policy="auto"'s learner, the
-# DRIL benchmark's (SB3's actor-critic policy on the MinAtar paper's CNN). With SB3's MLP
-# on the flat frame instead (before the learners were unified), seeds 0-2 at 2,000 labels
-# measured BC 21.1 ± 6.1, DAgger 31.5 ± 3.2, DAgger's curve 2.0 / 12.5 / 27.5 / 31.5.
+# DRIL benchmark's (SB3's actor-critic policy on the MinAtar paper's CNN): seeds 0-2 at
+# 2,000 labels give BC 34.7 ± 7.5, DAgger 33.3 ± 6.8. With SB3's MLP on the flat frame
+# (before the learners were unified) they gave BC 21.1 ± 6.1, DAgger 31.5 ± 3.2
+# (benchmarks/RESULTS.md, "The default suite across the one-package refactor").
 MINATAR_BREAKOUT = SuiteEntry(
     env_id="MinAtarImitation-Breakout-v0",
     agents=("bc", "dagger"),
