@@ -299,9 +299,10 @@ class BaseAgent(ABC):
 def constructor_hyperparameters(cls: type[BaseAgent]) -> tuple[str, ...]:
     """The keyword arguments of ``cls.__init__`` less ``cls.NOT_HYPERPARAMETERS``.
 
-    An ``__init__`` that takes ``**kwargs`` passes them to its parent's (PPO++ to PPO), so
-    the parent's hyperparameters count too, listed first; the walk stops at BaseAgent,
-    whose arguments are run settings.
+    An ``__init__`` that takes ``**kwargs`` is taken to pass them to its parent's (PPO++ to
+    PPO), so the parent's hyperparameters count too, listed first; the walk stops at
+    BaseAgent, whose arguments are run settings. An agent whose ``**kwargs`` go elsewhere
+    (DAgger's to its supervised trainer) adds them in ``get_hyperparameters``.
     """
     names: list[str] = []
     for klass in cls.__mro__:

@@ -22,11 +22,6 @@ from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.learners import make_learner
 from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
 from lfi_gym.envs.policies import check_spaces
-from lfi_gym.envs.validation import (
-    check_non_negative_float,
-    check_positive_float,
-    check_positive_int,
-)
 
 
 class BC(BaseAgent):
@@ -67,19 +62,12 @@ class BC(BaseAgent):
         super().__init__(
             env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose
         )
-        self.learning_rate = check_positive_float(learning_rate, "learning_rate")
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.ent_coef = check_non_negative_float(ent_coef, "ent_coef")
-        self.l2_coef = check_non_negative_float(l2_coef, "l2_coef")
-        self.max_grad_norm = (
-            None if max_grad_norm is None else check_positive_float(max_grad_norm, "max_grad_norm")
-        )
         if env is None and isinstance(policy, str):
             raise ValueError("BC needs an env to build a policy from a name; pass env=")
         observation_space = env.observation_space if env is not None else None
         action_space = env.action_space if env is not None else None
         self._policy = make_learner(
-            policy, observation_space, action_space, policy_kwargs, self.device
+            policy, observation_space, action_space, policy_kwargs, self.device, env=env
         )
         if env is not None:
             check_spaces(self._policy, env, role="policy")
@@ -88,11 +76,11 @@ class BC(BaseAgent):
             self.set_demonstrations(demonstrations)
         self.trainer = SupervisedTrainer(
             self._policy,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-            ent_coef=self.ent_coef,
-            l2_coef=self.l2_coef,
-            max_grad_norm=self.max_grad_norm,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            ent_coef=ent_coef,
+            l2_coef=l2_coef,
+            max_grad_norm=max_grad_norm,
             seed=seed,
             device=self.device,
         )
@@ -100,6 +88,27 @@ class BC(BaseAgent):
     @property
     def policy(self) -> torch.nn.Module:
         return self._policy
+
+    # BC's settings are its trainer's, checked there (saved and restored by these names).
+    @property
+    def learning_rate(self) -> float:
+        return self.trainer.learning_rate
+
+    @property
+    def batch_size(self) -> int:
+        return self.trainer.batch_size
+
+    @property
+    def ent_coef(self) -> float:
+        return self.trainer.ent_coef
+
+    @property
+    def l2_coef(self) -> float:
+        return self.trainer.l2_coef
+
+    @property
+    def max_grad_norm(self) -> float | None:
+        return self.trainer.max_grad_norm
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:

@@ -139,7 +139,7 @@ class DAgger(BaseAgent):
     def _make_learner(self, policy: Any, policy_kwargs: dict[str, Any] | None) -> torch.nn.Module:
         env = self.env
         spaces = (None, None) if env is None else (env.observation_space, env.action_space)
-        learner = make_learner(policy, *spaces, policy_kwargs, self.device)
+        learner = make_learner(policy, *spaces, policy_kwargs, self.device, env=env)
         if env is not None:
             check_spaces(learner, env, role="policy")
         return learner

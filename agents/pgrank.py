@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
-from lfi_gym.agents.learners import make_learner
+from lfi_gym.agents.learners import is_ranking_space, make_learner
 from lfi_gym.envs.policies import check_spaces
 from lfi_gym.envs.validation import (
     check_non_negative_float,
@@ -79,7 +79,12 @@ class PGRank(BaseAgent):
         if policy is None or (isinstance(policy, str) and policy in ("auto", "PlackettLucePolicy")):
             if env is None:
                 raise ValueError("PGRank needs an env to build its policy; pass env=")
-            # "auto" on a ranking env is this learner; elsewhere make_learner says why not.
+            if not is_ranking_space(env.observation_space):
+                raise ValueError(
+                    "PGRank trains a PlackettLucePolicy on a ranking env (Rank-*: Dict "
+                    f"observations with 'features' and 'mask'); this env observes "
+                    f"{env.observation_space}. Use BC, DAgger or PPO here"
+                )
             policy = make_learner(
                 "PlackettLucePolicy", env.observation_space, env.action_space, policy_kwargs
             )

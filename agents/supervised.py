@@ -218,8 +218,9 @@ def check_demonstrations(
     for kind in ("observation_space", "action_space"):
         theirs = getattr(demonstrations, kind)
         if theirs is not None and not same_space(theirs, getattr(learner, kind)):
+            recorded_on = f" (on {demonstrations.env_id})" if demonstrations.env_id else ""
             raise ValueError(
-                f"demonstrations were recorded with {kind} {theirs}, {what} "
+                f"demonstrations were recorded{recorded_on} with {kind} {theirs}, {what} "
                 f"{getattr(learner, kind)}; record them on the same env"
             )
     return demonstrations

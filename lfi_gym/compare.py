@@ -253,6 +253,7 @@ def _zero_shot(
         env.action_space,
         kwargs.get("policy_kwargs"),
         get_device(device),
+        env=env,
     )
     yield 0, policy
 

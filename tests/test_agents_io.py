@@ -355,7 +355,9 @@ def test_each_agent_saves_its_constructor_hyperparameters(name) -> None:
     cls = AGENTS[name]
     saved = set(cls.hyperparameter_names)
     if cls is DAgger:
-        saved |= set(BC.hyperparameter_names)
+        # DAgger adds its supervised trainer's settings: read what a DAgger really saves
+        env = gym.make(ENV_ID)
+        saved = set(DAgger(env, envs.make_expert(env), device="cpu").get_hyperparameters())
     assert saved == SAVED_HYPERPARAMETERS[name]
 
 
@@ -440,6 +442,7 @@ def test_a_file_from_before_the_lfi_gym_package_is_refused_by_name(
     old_module = types.ModuleType("agents.lm_policy")
     old_class = type("LMPolicy", (), {"__module__": "agents.lm_policy"})
     old_module.LMPolicy = old_class
+    monkeypatch.setitem(sys.modules, "agents", types.ModuleType("agents"))
     monkeypatch.setitem(sys.modules, "agents.lm_policy", old_module)
     members["policy.pt"] = torch_bytes({"class": old_class, "constructor": {}, "state_dict": {}})
     # No module of that name is importable now (not even the repository's agents/ folder

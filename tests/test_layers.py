@@ -117,8 +117,8 @@ def find_modules(root: Path, package_dirs: dict[str, str]) -> dict[str, str]:
         base = root / folder
         for dirpath, dirnames, filenames in os.walk(base):  # does not follow symlinks
             here = Path(dirpath)
-            # another package's folder (lfi_gym/envs -> ../envs in a checkout) is walked
-            # under its own name
+            # a link to another package's folder (lfi_gym/envs -> ../envs, as a development
+            # worktree may have) is walked under that package's own name
             dirnames[:] = sorted(
                 d
                 for d in dirnames
@@ -375,6 +375,51 @@ def test_modules_of_ours_import_no_cycle() -> None:
 def test_every_lfi_gym_name_imported_is_a_module_of_ours() -> None:
     # an import or entry point naming no module would be a missing edge (and a broken import)
     assert _repo_graph().unresolved == []
+
+
+def pre_package_imports(root: Path) -> list[str]:
+    """Imports, anywhere in the repository's Python files, of the old top-level names
+    ``envs``, ``agents`` or ``wrappers``: they resolve only from the repository root (its
+    folders) or to another distribution's package, never to lfi-gym's installed modules."""
+    found = []
+    paths = [path for folder in CODE_FOLDERS for path in sorted((root / folder).rglob("*.py"))]
+    for path in paths:
+        relative = path.relative_to(root)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [
+                f"{relative}:{node.lineno}: {name}"
+                for name in names
+                if name.split(".")[0] in PRE_PACKAGE_NAMES
+            ]
+    return found
+
+
+PRE_PACKAGE_NAMES = {"envs", "agents", "wrappers"}
+#: The repository's folders of Python code (a virtual environment inside it is not ours).
+CODE_FOLDERS = ("envs", "agents", "wrappers", "lfi_gym", "tests", "examples", "benchmarks")
+
+
+def test_nothing_imports_the_pre_package_names() -> None:
+    found = pre_package_imports(REPO)
+    assert not found, "import lfi_gym.envs / .agents / .wrappers instead:\n" + "\n".join(found)
+
+
+def test_pre_package_imports_are_found(tmp_path: Path) -> None:
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "mod.py").write_text(
+        "import numpy\nfrom lfi_gym.envs import core\n\n"
+        "def f():\n    import agents.bc\n    from wrappers import restart\n"
+    )
+    assert pre_package_imports(tmp_path) == [
+        "examples/mod.py:5: agents.bc",
+        "examples/mod.py:6: wrappers",
+    ]
 
 
 # -- self-tests of the walker on synthetic trees ---------------------------------------------

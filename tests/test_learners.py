@@ -22,15 +22,19 @@ ENV_KWARGS = {CARTPOLE: {}, MINATAR: {"horizon": 30}, TEXT: {}, RANKING: SMALL_R
 
 
 def _architecture(policy) -> tuple:
-    """The learner's class, its features extractor's class and its parameter shapes (an
-    LMPolicy's value head aside: PPO adds one, BC does not need it)."""
+    """The learner's class, its features extractor's class, its parameter shapes (an
+    LMPolicy's value head aside: PPO adds one, BC does not need it) and, for an LMPolicy,
+    what it takes from the env (where the prompt ends, the minimum length, EOS)."""
     shapes = {
         name: tuple(p.shape)
         for name, p in policy.state_dict().items()
         if not name.startswith("value_head.")
     }
     extractor = getattr(policy, "features_extractor", None)
-    return type(policy), type(extractor), shapes
+    from_env = tuple(
+        getattr(policy, name, None) for name in ("prompt_length", "min_new_tokens", "eos_token_id")
+    )
+    return type(policy), type(extractor), shapes, from_env
 
 
 @pytest.mark.parametrize("env_id", [CARTPOLE, MINATAR, TEXT, RANKING])
@@ -122,7 +126,9 @@ def test_a_learner_named_for_another_kind_of_env_is_refused_at_construction(make
 
 def test_pgrank_and_dril_refuse_learners_they_cannot_train():
     env = gym.make(CARTPOLE)
-    with pytest.raises(ValueError, match="needs a ranking env"):
+    with pytest.raises(
+        ValueError, match=r"PGRank trains a PlackettLucePolicy on a ranking env.*BC"
+    ):
         agents.PGRank(env, "auto")
     ranking = gym.make(RANKING, **SMALL_RANKING)
     assert isinstance(agents.PGRank(ranking, "auto").policy, PlackettLucePolicy)

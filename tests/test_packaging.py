@@ -113,7 +113,9 @@ def _repository_modules() -> set[str]:
     modules = set()
     for folder, prefix in SOURCE_FOLDERS.items():
         base = REPO / folder
-        for dirpath, dirnames, filenames in os.walk(base):  # lfi_gym/envs etc. are links
+        for dirpath, dirnames, filenames in os.walk(
+            base
+        ):  # links (lfi_gym/envs -> ../envs) are skipped
             dirnames[:] = [d for d in dirnames if d != "__pycache__"]
             relative = Path(dirpath).relative_to(base)
             modules.update(

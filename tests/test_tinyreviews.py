@@ -66,8 +66,8 @@ def test_generation_is_deterministic_within_and_across_processes() -> None:
     assert first != generate_reviews(300, seed=12)
     assert all(isinstance(r, Review) for r in first)
     code = (
-        "from envs.text.tinyreviews import generate_reviews\n"
-        "from envs.text.tinyreviews.build import corpus_digest\n"
+        "from lfi_gym.envs.text.tinyreviews import generate_reviews\n"
+        "from lfi_gym.envs.text.tinyreviews.build import corpus_digest\n"
         "print(corpus_digest(generate_reviews(300, seed=11)))"
     )
     # another interpreter with another hash seed: nothing may depend on hash()
@@ -87,7 +87,7 @@ def test_splits_match_the_corpus_the_shipped_model_was_trained_on() -> None:
     for split in SPLIT_SIZES:
         assert corpus_digest(load_split(split)) == recorded[split], (
             f"the {split!r} split changed: rebuild the assets with "
-            "`python -m envs.text.tinyreviews.build --out envs/text/assets/tinyreviews`"
+            "`python -m lfi_gym.envs.text.tinyreviews.build --out envs/text/assets/tinyreviews`"
         )
 
 

@@ -1,6 +1,6 @@
 """Builds the shipped TinyReviews assets: a byte-level BPE tokenizer and a tiny GPT-2.
 
-    nice -n 5 python -m envs.text.tinyreviews.build --out envs/text/assets/tinyreviews
+    nice -n 5 python -m lfi_gym.envs.text.tinyreviews.build --out envs/text/assets/tinyreviews
 
 The defaults are the settings of the shipped assets, so re-running the command rebuilds
 them from the same data (the corpus and the tokenizer are exactly reproducible; the
@@ -157,7 +157,7 @@ def _length_stats(tokenizer: Any, reviews: Sequence[Review]) -> dict[str, float]
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m envs.text.tinyreviews.build",
+        prog="python -m lfi_gym.envs.text.tinyreviews.build",
         description="Train the TinyReviews tokenizer and tiny GPT-2 (defaults = shipped).",
     )
     parser.add_argument("--out", type=pathlib.Path, default=ASSET_DIR)
@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     model.save_pretrained(args.out, safe_serialization=True)
 
     record = {
-        "command": "nice -n 5 python -m envs.text.tinyreviews.build "
+        "command": "nice -n 5 python -m lfi_gym.envs.text.tinyreviews.build "
         + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "seed": args.seed,
         "split_seeds": SPLIT_SEEDS,
