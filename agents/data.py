@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from lfi_gym.agents import demofile
 from lfi_gym.agents.demofile import DemonstrationsFileError, DemonstrationsWriter
-from lfi_gym.envs.policies import Policy, as_policy, check_spaces, same_space
+from lfi_gym.envs.policies import Policy, as_policy, check_spaces, space_mismatch
 from lfi_gym.envs.validation import check_positive_int
 
 Observations = np.ndarray | dict[str, np.ndarray]
@@ -140,13 +140,13 @@ class Demonstrations:
             raise ValueError("nothing to concatenate: every part is empty")
         first = parts[0]
         for other in parts[1:]:
-            for kind in ("observation_space", "action_space"):
-                mine, theirs = getattr(first, kind), getattr(other, kind)
-                if mine is not None and theirs is not None and not same_space(mine, theirs):
-                    raise ValueError(
-                        f"cannot concatenate demonstrations of different "
-                        f"{kind.replace('_', ' ')}s: {mine} vs {theirs}"
-                    )
+            mismatch = space_mismatch(first, other)
+            if mismatch is not None:
+                kind, mine, theirs = mismatch
+                raise ValueError(
+                    f"cannot concatenate demonstrations of different "
+                    f"{kind.replace('_', ' ')}s: {mine} vs {theirs}"
+                )
         env_ids = {p.env_id for p in parts if p.env_id is not None}
         if len(env_ids) > 1:
             raise ValueError(

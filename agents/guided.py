@@ -34,7 +34,7 @@ import numpy as np
 
 from lfi_gym.agents.ppo import PPO
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan
-from lfi_gym.envs.policies import as_policy, same_space
+from lfi_gym.envs.policies import as_policy, space_mismatch
 from lfi_gym.envs.validation import check_positive_int, check_probability, is_int
 
 #: Roll-in length that never switches (an unguided AggreVaTeD episode stays the learner's).
@@ -63,13 +63,13 @@ class _Guided(PPO):
     def set_guide(self, guide: Any) -> None:
         """Set the guide (e.g. the BC model); checked against the learner and the env."""
         guide = as_policy(guide, role="guide")
-        for kind in ("observation_space", "action_space"):
-            ours, theirs = getattr(self._policy, kind), getattr(guide, kind, None)
-            if theirs is not None and ours is not None and not same_space(ours, theirs):
-                raise ValueError(
-                    f"the guide's {kind} is {theirs}, the learner's is {ours}: a guide must "
-                    "act on the same env"
-                )
+        mismatch = space_mismatch(self._policy, guide)
+        if mismatch is not None:
+            kind, ours, theirs = mismatch
+            raise ValueError(
+                f"the guide's {kind} is {theirs}, the learner's is {ours}: a guide must "
+                "act on the same env"
+            )
         check_same_tokenizer(guide, self._policy, self.env)
         self.guide = guide
 

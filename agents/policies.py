@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lfi_gym.envs.policies import Policy, as_policy, batch_observation, same_space
+from lfi_gym.envs.policies import Policy, as_policy, batch_observation, space_mismatch
 from lfi_gym.envs.validation import check_probability
 
 
@@ -34,12 +34,10 @@ class MixturePolicy:
     ) -> None:
         self.first = as_policy(first, role="first")
         self.second = as_policy(second, role="second")
-        for kind in ("action_space", "observation_space"):
-            if not same_space(getattr(first, kind), getattr(second, kind)):
-                raise ValueError(
-                    f"mixture of policies with different {kind}s: "
-                    f"{getattr(first, kind)} vs {getattr(second, kind)}"
-                )
+        mismatch = space_mismatch(first, second, unknown_agrees=False)
+        if mismatch is not None:
+            kind, mine, theirs = mismatch
+            raise ValueError(f"mixture of policies with different {kind}s: {mine} vs {theirs}")
         if per not in ("step", "episode"):
             raise ValueError(f"per must be 'step' or 'episode', got {per!r}")
         self.observation_space = first.observation_space

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
@@ -52,7 +53,7 @@ from lfi_gym.agents.base import (
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.learners import action_log_prob, make_learner
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
-from lfi_gym.envs.policies import same_space
+from lfi_gym.envs.policies import space_mismatch
 from lfi_gym.envs.validation import (
     check_non_negative_float,
     check_positive_float,
@@ -599,13 +600,11 @@ def _single_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
 
 def _check_learner_spaces(policy: Any, env: Any) -> None:
     observation_space, action_space = _single_spaces(env)
-    for kind, expected in (
-        ("action_space", action_space),
-        ("observation_space", observation_space),
-    ):
-        got = getattr(policy, kind, None)
-        if got is not None and not same_space(expected, got):
-            raise ValueError(f"the learner's {kind} is {got}, the env's is {expected}")
+    single = SimpleNamespace(observation_space=observation_space, action_space=action_space)
+    mismatch = space_mismatch(policy, single)
+    if mismatch is not None:
+        kind, got, expected = mismatch
+        raise ValueError(f"the learner's {kind} is {got}, the env's is {expected}")
 
 
 def _vectorize(env: Any, n_envs: int) -> gym.vector.VectorEnv:

@@ -24,7 +24,7 @@ from stable_baselines3.common.logger import Logger
 from lfi_gym.agents.base import torch_bytes, torch_load
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.learners import action_log_prob
-from lfi_gym.envs.policies import same_space
+from lfi_gym.envs.policies import space_mismatch
 from lfi_gym.envs.validation import (
     check_non_negative_float,
     check_positive_float,
@@ -215,12 +215,12 @@ def check_demonstrations(
         )
     if len(demonstrations) == 0:
         raise ValueError("demonstrations are empty: collect at least one transition")
-    for kind in ("observation_space", "action_space"):
-        theirs = getattr(demonstrations, kind)
-        if theirs is not None and not same_space(theirs, getattr(learner, kind)):
-            recorded_on = f" (on {demonstrations.env_id})" if demonstrations.env_id else ""
-            raise ValueError(
-                f"demonstrations were recorded{recorded_on} with {kind} {theirs}, {what} "
-                f"{getattr(learner, kind)}; record them on the same env"
-            )
+    mismatch = space_mismatch(demonstrations, learner)
+    if mismatch is not None:
+        kind, theirs, ours = mismatch
+        recorded_on = f" (on {demonstrations.env_id})" if demonstrations.env_id else ""
+        raise ValueError(
+            f"demonstrations were recorded{recorded_on} with {kind} {theirs}, {what} {ours}; "
+            "record them on the same env"
+        )
     return demonstrations

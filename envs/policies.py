@@ -53,15 +53,37 @@ def as_policy(obj: Any, *, role: str = "policy") -> Policy:
     )
 
 
+#: The two spaces a Policy, an env, a learner or a dataset declares, observation space first.
+SPACE_KINDS = ("observation_space", "action_space")
+
+
+def space_mismatch(
+    first: Any, second: Any, *, unknown_agrees: bool = True
+) -> tuple[str, Any, Any] | None:
+    """The first of :data:`SPACE_KINDS` on which ``first`` and ``second`` disagree, as
+    ``(kind, first's space, second's space)``, or None when they agree. With
+    ``unknown_agrees``, a space that is None or missing (not known yet, e.g. data recorded
+    without one) agrees with anything."""
+    for kind in SPACE_KINDS:
+        mine, theirs = getattr(first, kind, None), getattr(second, kind, None)
+        if mine is None or theirs is None:
+            if unknown_agrees or mine is theirs:
+                continue
+            return kind, mine, theirs
+        if not same_space(mine, theirs):
+            return kind, mine, theirs
+    return None
+
+
 def check_spaces(policy: Policy, env: gym.Env, *, role: str = "policy") -> None:
     """Raise ValueError unless ``policy`` acts on ``env``'s observation and action spaces."""
-    for kind in ("action_space", "observation_space"):
-        expected, got = getattr(env, kind), getattr(policy, kind)
-        if not same_space(expected, got):
-            raise ValueError(
-                f"{role}'s {kind} {got} does not match the env's {kind} {expected}; "
-                f"use a {role} made for this env"
-            )
+    mismatch = space_mismatch(policy, env, unknown_agrees=False)
+    if mismatch is not None:
+        kind, got, expected = mismatch
+        raise ValueError(
+            f"{role}'s {kind} {got} does not match the env's {kind} {expected}; "
+            f"use a {role} made for this env"
+        )
 
 
 def same_space(a: gym.Space, b: gym.Space) -> bool:

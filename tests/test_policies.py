@@ -424,3 +424,24 @@ def test_trainable_module(ppo, dqn, oracle):
     assert trainable_module(dqn.policy) is dqn.policy
     with pytest.raises(TypeError, match="learner must be"):
         trainable_module(oracle)
+
+
+def test_space_mismatch_names_the_first_space_that_differs() -> None:
+    from types import SimpleNamespace
+
+    from lfi_gym.envs.policies import space_mismatch
+
+    box, other_box = gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (4,))
+    two, three = gym.spaces.Discrete(2), gym.spaces.Discrete(3)
+    a = SimpleNamespace(observation_space=box, action_space=two)
+    assert space_mismatch(a, SimpleNamespace(observation_space=box, action_space=two)) is None
+    # both differ: the observation space is named first
+    both = SimpleNamespace(observation_space=other_box, action_space=three)
+    assert space_mismatch(a, both) == ("observation_space", box, other_box)
+    action_only = SimpleNamespace(observation_space=box, action_space=three)
+    assert space_mismatch(a, action_only) == ("action_space", two, three)
+    # a space not known yet (None or missing) agrees, unless the check is strict
+    unknown = SimpleNamespace(observation_space=None)
+    assert space_mismatch(a, unknown) is None
+    assert space_mismatch(a, unknown, unknown_agrees=False) == ("observation_space", box, None)
+    assert space_mismatch(unknown, SimpleNamespace(), unknown_agrees=False) is None
