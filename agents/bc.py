@@ -19,9 +19,8 @@ from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations
-from lfi_gym.agents.learners import make_learner
+from lfi_gym.agents.learners import learner_for_env
 from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
-from lfi_gym.envs.policies import check_spaces
 
 
 class BC(BaseAgent):
@@ -62,15 +61,7 @@ class BC(BaseAgent):
         super().__init__(
             env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose
         )
-        if env is None and isinstance(policy, str):
-            raise ValueError("BC needs an env to build a policy from a name; pass env=")
-        observation_space = env.observation_space if env is not None else None
-        action_space = env.action_space if env is not None else None
-        self._policy = make_learner(
-            policy, observation_space, action_space, policy_kwargs, self.device, env=env
-        )
-        if env is not None:
-            check_spaces(self._policy, env, role="policy")
+        self._policy = learner_for_env("BC", env, policy, policy_kwargs, self.device)
         self.demonstrations: Demonstrations | None = None
         if demonstrations is not None:
             self.set_demonstrations(demonstrations)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
 from lfi_gym.agents.data import Demonstrations, TransitionBuffer
-from lfi_gym.agents.learners import make_learner
+from lfi_gym.agents.learners import learner_for_env
 from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
 from lfi_gym.envs.core import RestartableEnv, StateError
 from lfi_gym.envs.policies import OraclePolicy, as_policy, check_spaces
@@ -117,9 +117,7 @@ class DAgger(BaseAgent):
                 f"({', '.join(BC_DEFAULTS)})"
             )
         self._trainer_settings = {**BC_DEFAULTS, **trainer_kwargs}
-        if env is None and isinstance(policy, str):
-            raise ValueError("DAgger needs an env to build a policy from a name; pass env=")
-        self._policy = self._make_learner(policy, policy_kwargs)
+        self._policy = learner_for_env("DAgger", env, policy, policy_kwargs, self.device)
         #: The aggregate: every labelled state so far (and the offline data it started from).
         self.demonstrations: Demonstrations | None = None
         if demonstrations is not None:
@@ -135,14 +133,6 @@ class DAgger(BaseAgent):
         self._episode_start, self._episode_return = True, 0.0
         self._expert_state: Any = None
         self._learner_state: Any = None
-
-    def _make_learner(self, policy: Any, policy_kwargs: dict[str, Any] | None) -> torch.nn.Module:
-        env = self.env
-        spaces = (None, None) if env is None else (env.observation_space, env.action_space)
-        learner = make_learner(policy, *spaces, policy_kwargs, self.device, env=env)
-        if env is not None:
-            check_spaces(learner, env, role="policy")
-        return learner
 
     def _make_trainer(self, seed: int | None) -> SupervisedTrainer:
         return SupervisedTrainer(
@@ -263,7 +253,7 @@ class DAgger(BaseAgent):
         # initialisation (the global RNGs) and the trainer's shuffling.
         seed = int(self._rng.integers(2**31))
         set_random_seed(seed)
-        self._policy = self._make_learner(policy, policy_kwargs)
+        self._policy = learner_for_env("DAgger", self.env, policy, policy_kwargs, self.device)
         self.trainer = self._make_trainer(seed)
 
     # -- files ---------------------------------------------------------------------------

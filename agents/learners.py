@@ -32,6 +32,8 @@ from stable_baselines3.common.torch_layers import (
 )
 from torch import nn
 
+from lfi_gym.envs.policies import check_spaces
+
 #: SB3 actor-critic policies by the names SB3 models take.
 POLICY_ALIASES = ("MlpPolicy", "CnnPolicy", "MultiInputPolicy")
 
@@ -206,6 +208,25 @@ def make_learner(
     if value_head and getattr(module, "value_head", False) is None:
         module.add_value_head()  # an LMPolicy without one: actor-critic RL needs values
     return module.to(device)
+
+
+def learner_for_env(
+    agent: str,
+    env: gym.Env | None,
+    policy: Any,
+    policy_kwargs: dict[str, Any] | None,
+    device: str | torch.device,
+) -> nn.Module:
+    """The learner an imitation agent (BC, DAgger) trains on ``env``: built by
+    :func:`make_learner` and checked against ``env``'s spaces. Without an env, ``policy``
+    must be a policy object, not a name (``agent`` names the one asking in the error)."""
+    if env is None and isinstance(policy, str):
+        raise ValueError(f"{agent} needs an env to build a policy from a name; pass env=")
+    spaces = (None, None) if env is None else (env.observation_space, env.action_space)
+    learner = make_learner(policy, *spaces, policy_kwargs, device, env=env)
+    if env is not None:
+        check_spaces(learner, env, role="policy")
+    return learner
 
 
 def check_learner_fits(
