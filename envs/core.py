@@ -10,6 +10,7 @@ are written against this contract alone.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 from abc import abstractmethod
@@ -40,6 +41,11 @@ class State:
     env_id: str
     version: int
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Files name States by this registry key, never by an import path to follow.
+        _STATE_CLASSES[f"{cls.__module__}.{cls.__qualname__}"] = cls
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -64,6 +70,25 @@ class State:
     def __hash__(self) -> int:
         values = (_hashable(getattr(self, f.name)) for f in dataclasses.fields(self))
         return hash((type(self).__qualname__, *values))
+
+
+_STATE_CLASSES: dict[str, type[State]] = {}
+
+
+def state_class(name: str) -> type[State] | None:
+    """The State subclass registered as ``name`` (``module.QualName``), or None.
+
+    lfi-gym's own env modules are imported on demand (a file of MinAtar States can be read
+    before MinAtar was imported); no other module is ever imported by name.
+    """
+    if name not in _STATE_CLASSES and name.startswith("lfi_gym.envs."):
+        module = name.rsplit(".", 1)[0]
+        if module.replace("_", "").replace(".", "").isalnum():
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return None
+    return _STATE_CLASSES.get(name)
 
 
 def _read_only_copy(array: np.ndarray) -> np.ndarray:

@@ -2,30 +2,37 @@
 
 MinAtar keeps Atari's game mechanics on a 10x10 grid in plain Python, so imitation
 experiments that take hours on ALE take a minute here. The game object's attributes and
-its RandomState are the whole situation; the State holds them pickled, with the step
-counter of the env's own horizon.
+its RandomState are the whole situation; the State holds them as plain data (the
+attributes as a JSON tree of :mod:`lfi_gym.envs.codec`, the RandomState's MT19937 key and
+position), with the step counter of the env's own horizon. Nothing is pickled, so restoring
+a State can never run code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import pickle
+import json
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from lfi_gym.envs.codec import from_tree, to_tree
 from lfi_gym.envs.core import RestartableEnv, State, StateError
 from lfi_gym.envs.validation import check_positive_int
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MinAtarState(State):
-    """The game's attributes and RandomState (pickled), the step index and horizon."""
+    """The game's attributes and RandomState as plain data, the step index and horizon."""
 
     game: str
-    payload: bytes  # pickle of (game attributes without the RNG, RandomState.get_state())
+    attributes: str  # JSON tree of the game's attributes (its RNG aside)
+    arrays: tuple[np.ndarray, ...]  # the arrays that tree refers to (e.g. the brick map)
+    rng_key: np.ndarray  # the RandomState's MT19937 key, 624 uint32
+    rng_position: int
+    rng_gauss: tuple[int, float]  # whether a Gaussian is cached, and its value
     step: int
     horizon: int
 
@@ -41,7 +48,7 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
 
     metadata = {"render_modes": []}
     state_type = MinAtarState
-    state_version = 1
+    state_version = 2  # 2: plain data instead of a pickle
     default_id = "MinAtarImitation-Breakout-v0"
 
     def __init__(self, game: str = "breakout", *, horizon: int = 1000) -> None:
@@ -85,25 +92,39 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
         return self._observation(), float(reward), terminated, truncated, {}
 
     def _capture_state(self) -> MinAtarState:
-        attributes = {k: getattr(self.core, k) for k in self._keys}
-        payload = pickle.dumps((attributes, self.core.random.get_state()), protocol=5)
+        tree, arrays = to_tree({k: getattr(self.core, k) for k in self._keys})
+        _, key, position, has_gauss, gauss = self.core.random.get_state()
         return MinAtarState(
             env_id=self.env_id,
             version=self.state_version,
             game=self.game,
-            payload=payload,
+            attributes=json.dumps(tree, separators=(",", ":")),
+            arrays=tuple(np.array(a, copy=True) for a in arrays),  # the game mutates its own
+            rng_key=key,
+            rng_position=int(position),
+            rng_gauss=(int(has_gauss), float(gauss)),
             step=self._steps,
             horizon=self.horizon,
         )
 
     def _decode(self, state: MinAtarState) -> tuple[dict[str, Any], tuple]:
+        """The game attributes and the RandomState tuple of ``state``; raises on any
+        malformed field."""
         if state.game != self.game:
             raise StateError(f"state is of the MinAtar game {state.game!r}, not {self.game!r}")
-        if not isinstance(state.payload, bytes):
-            raise StateError("payload must be the bytes get_state() wrote")
-        attributes, random_state = pickle.loads(state.payload)
+        if not isinstance(state.attributes, str) or not isinstance(state.arrays, tuple):
+            raise StateError(
+                "attributes must be the JSON text and arrays the tuple get_state() wrote"
+            )
+        arrays = [np.array(a, copy=True) for a in state.arrays]  # writable, owned by the game
+        attributes = from_tree(json.loads(state.attributes), arrays)
         if not isinstance(attributes, dict) or sorted(attributes) != self._keys:
-            raise StateError(f"payload does not hold the attributes of MinAtar {self.game}")
+            raise StateError(f"the attributes are not those of MinAtar {self.game}")
+        key = state.rng_key
+        if not (isinstance(key, np.ndarray) and key.dtype == np.uint32 and key.shape == (624,)):
+            raise StateError("rng_key must be the 624 uint32 words of an MT19937 key")
+        has_gauss, gauss = state.rng_gauss
+        random_state = ("MT19937", key, int(state.rng_position), int(has_gauss), float(gauss))
         return attributes, random_state
 
     def _validate_state(self, state: MinAtarState) -> None:
