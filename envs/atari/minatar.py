@@ -37,6 +37,16 @@ class MinAtarState(State):
     horizon: int
 
 
+def _kind(value: Any) -> Any:
+    """What a game attribute must keep across a restore (numbers may change type: the
+    games mix Python and numpy ints)."""
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, value.dtype.str)
+    if isinstance(value, (bool, int, float, np.number, np.bool_)):
+        return "number"
+    return type(value)
+
+
 class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
     """One MinAtar game, no sticky actions, difficulty ramping on (MinAtar's default).
 
@@ -116,10 +126,17 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
             raise StateError(
                 "attributes must be the JSON text and arrays the tuple get_state() wrote"
             )
+        if not all(isinstance(a, np.ndarray) and a.dtype.kind in "biuf" for a in state.arrays):
+            raise StateError("arrays must hold the numeric arrays get_state() wrote")
         arrays = [np.array(a, copy=True) for a in state.arrays]  # writable, owned by the game
         attributes = from_tree(json.loads(state.attributes), arrays)
         if not isinstance(attributes, dict) or sorted(attributes) != self._keys:
             raise StateError(f"the attributes are not those of MinAtar {self.game}")
+        for key, value in attributes.items():
+            # The game's code trusts its attributes' kinds: a number stays a number, an
+            # array keeps its shape and dtype.
+            if _kind(value) != _kind(getattr(self.core, key)):
+                raise StateError(f"attribute {key!r} does not have the game's type")
         key = state.rng_key
         if not (isinstance(key, np.ndarray) and key.dtype == np.uint32 and key.shape == (624,)):
             raise StateError("rng_key must be the 624 uint32 words of an MT19937 key")
