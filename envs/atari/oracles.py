@@ -233,6 +233,8 @@ class MinAtarSearchOracle(_BoundOracle):
 
     def choose(self) -> int:
         core = self.base.core
+        # An in-memory copy of our own live game (pickle round trips copy it faster than
+        # deepcopy); nothing read from a file is ever unpickled.
         snapshot = pickle.dumps(core, protocol=5)
         best_value, best = -np.inf, 0
         for index, action in enumerate(self.base._actions):
