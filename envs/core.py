@@ -40,6 +40,9 @@ class State:
     env_id: str
     version: int
 
+    #: How to restore a state of this type, for the message when it reaches the wrong env.
+    restore_hint: ClassVar[str] = "gym.make({env_id!r}).reset_to(state)"
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -188,6 +191,14 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
                 f"{self.env_id}: expected a {self.state_type.__name__} from get_state(), "
                 f"got {type(state).__name__}"
             )
+        # Kind of state, then env, then format version: each message names the fix.
+        if type(state) is not self.state_type:
+            hint = type(state).restore_hint.format(env_id=state.env_id)
+            raise StateError(
+                f"{self.env_id}: expected a {self.state_type.__name__} from this env's "
+                f"get_state(), got a {type(state).__name__} of env {state.env_id!r}; "
+                f"restore it with {hint}"
+            )
         if state.env_id != self.env_id:
             raise StateError(
                 f"state belongs to env {state.env_id!r}, but this env is {self.env_id!r}; "
@@ -198,10 +209,6 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
                 f"{self.env_id}: state has format version {state.version!r}, this env reads "
                 f"version {self.state_version}; re-create the state with this version of "
                 "lfi-gym"
-            )
-        if type(state) is not self.state_type:
-            raise StateError(
-                f"{self.env_id}: expected a {self.state_type.__name__}, got {type(state).__name__}"
             )
         try:
             self._validate_state(state)

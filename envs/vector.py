@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 from gymnasium.vector import SyncVectorEnv
@@ -39,6 +39,11 @@ class VectorState(State):
 
     states: tuple[State, ...]
     autoreset: tuple[bool, ...]
+
+    restore_hint: ClassVar[str] = (
+        "gym.make_vec({env_id!r}, num_envs=len(state.states)).reset_to(state), or give a "
+        "single env one row, state.states[i]"
+    )
 
 
 class RestartableSyncVectorEnv(SyncVectorEnv):
@@ -109,10 +114,15 @@ def plan_restart(
     if isinstance(states, VectorState):
         if indices is not None:
             raise ValueError("indices apply to a sequence of row states, not a VectorState")
-        if states.env_id != env_id or states.version != version:
+        if states.env_id != env_id:
             raise StateError(
-                f"VectorState of {states.env_id!r} version {states.version!r}; this vector "
-                f"env is {env_id!r} version {version}"
+                f"VectorState belongs to env {states.env_id!r}, but this vector env is "
+                f"{env_id!r}; restore it into gym.make_vec({states.env_id!r})"
+            )
+        if states.version != version:
+            raise StateError(
+                f"{env_id}: VectorState has format version {states.version!r}, this vector "
+                f"env reads version {version}; re-create the state with this version of lfi-gym"
             )
         if not (
             isinstance(states.states, tuple)
