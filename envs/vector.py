@@ -30,7 +30,7 @@ import gymnasium as gym
 from gymnasium.vector import SyncVectorEnv
 from gymnasium.vector.utils import concatenate
 
-from lfi_gym.envs.core import RestartableEnv, State, StateError
+from lfi_gym.envs.core import RestartableEnv, State, StateError, time_limit_of
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,7 +47,12 @@ class VectorState(State):
 
 
 class RestartableSyncVectorEnv(SyncVectorEnv):
-    """Gymnasium's ``SyncVectorEnv`` over lfi-gym envs, with ``get_state`` / ``reset_to``."""
+    """Gymnasium's ``SyncVectorEnv`` over lfi-gym envs, with ``get_state`` / ``reset_to``.
+
+    A row wrapped in a ``TimeLimit`` (``gym.make_vec(id, max_episode_steps=N)``) adopts N
+    as its horizon here, so that a row restarted from a State keeps the right remaining
+    steps: the TimeLimit's count restarts at ``reset_to``, the env's own does not.
+    """
 
     state_version = 1
 
@@ -60,6 +65,10 @@ class RestartableSyncVectorEnv(SyncVectorEnv):
                     "a restartable vector env needs lfi-gym envs in every row"
                 )
         self._bases: list[RestartableEnv] = [env.unwrapped for env in self.envs]
+        for env, base in zip(self.envs, self._bases, strict=True):
+            time_limit = time_limit_of(env)
+            if time_limit is not None:
+                base.adopt_time_limit(time_limit)
 
     @property
     def env_id(self) -> str:
