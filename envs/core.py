@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import json
 import math
+import sys
 from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar
@@ -20,6 +21,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
+from gymnasium.wrappers import TimeLimit
+
+from lfi_gym.envs.validation import check_positive_int
 
 ObsType = TypeVar("ObsType")
 ActType = TypeVar("ActType")
@@ -40,6 +44,9 @@ class State:
 
     env_id: str
     version: int
+
+    #: How to restore a state of this type, for the message when it reaches the wrong env.
+    restore_hint: ClassVar[str] = "gym.make({env_id!r}).reset_to(state)"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -134,6 +141,13 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
     ``get_state`` / ``reset_to`` so that every env checks states and call order the same
     way. The env owns its horizon: ``_step`` reports truncation itself, so a restart in
     the middle of an episode keeps the right number of remaining steps.
+
+    Gymnasium's ``make(id, max_episode_steps=N)`` puts a ``TimeLimit`` around the env whose
+    count restarts at every ``reset``, ``reset(options={"state": s})`` included: alone, it
+    would give a restart at step 30 of 50 another 50 steps. So the env adopts N as its own
+    horizon (the smaller of the two, see :meth:`adopt_time_limit`) when it is reset
+    through that wrapper; its own count starts at the state's step, so its truncation
+    always comes first and the TimeLimit's never decides.
     """
 
     #: Id used in states when the env was built without ``gym.make`` (``spec`` is None).
@@ -156,6 +170,9 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[ObsType, dict[str, Any]]:
+        time_limit = _time_limit_of_callers(self)
+        if time_limit is not None:
+            self.adopt_time_limit(time_limit)
         if options is not None and "state" in options:
             if seed is not None:
                 raise ValueError(
@@ -213,6 +230,14 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
                 f"{self.env_id}: expected a {self.state_type.__name__} from get_state(), "
                 f"got {type(state).__name__}"
             )
+        # Kind of state, then env, then format version: each message names the fix.
+        if type(state) is not self.state_type:
+            hint = type(state).restore_hint.format(env_id=state.env_id)
+            raise StateError(
+                f"{self.env_id}: expected a {self.state_type.__name__} from this env's "
+                f"get_state(), got a {type(state).__name__} of env {state.env_id!r}; "
+                f"restore it with {hint}"
+            )
         if state.env_id != self.env_id:
             raise StateError(
                 f"state belongs to env {state.env_id!r}, but this env is {self.env_id!r}; "
@@ -224,16 +249,27 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
                 f"version {self.state_version}; re-create the state with this version of "
                 "lfi-gym"
             )
-        if type(state) is not self.state_type:
-            raise StateError(
-                f"{self.env_id}: expected a {self.state_type.__name__}, got {type(state).__name__}"
-            )
         try:
             self._validate_state(state)
         except Exception as exc:  # any failure to read the payload means it is malformed
             raise StateError(f"{self.env_id}: cannot restore this state: {exc}") from exc
 
+    def adopt_time_limit(self, max_episode_steps: int) -> None:
+        """Truncate episodes after at most ``max_episode_steps`` steps from now on.
+
+        The env's horizon becomes the smaller of its own and ``max_episode_steps``, for the
+        rest of its life (a TimeLimit around it stays there). :meth:`reset` calls this for
+        a Gymnasium ``TimeLimit`` it is reset through; a vector env calls it for the
+        TimeLimit around each row when it is built.
+        """
+        self._limit_horizon(check_positive_int(max_episode_steps, "max_episode_steps"))
+
     # -- to implement --------------------------------------------------------------------
+
+    @abstractmethod
+    def _limit_horizon(self, max_steps: int) -> None:
+        """Truncate every episode after at most ``max_steps`` steps counted from its start
+        (lower the env's own horizon to it; never raise it)."""
 
     @abstractmethod
     def _reset(
@@ -257,6 +293,42 @@ class RestartableEnv(gym.Env[ObsType, ActType], Generic[ObsType, ActType]):
     def make_expert(self) -> Any:
         """The env's computational oracle as a Policy; see :func:`lfi_gym.envs.make_expert`."""
         raise NotImplementedError(f"{self.env_id} has no computational oracle")
+
+
+def time_limit_of(env: gym.Env) -> int | None:
+    """The smallest ``max_episode_steps`` of the Gymnasium ``TimeLimit`` wrappers in
+    ``env``'s wrapper stack, or None if there is none."""
+    limit = None
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, TimeLimit):
+            steps = int(env._max_episode_steps)
+            limit = steps if limit is None else min(limit, steps)
+        env = env.env
+    return limit
+
+
+def _time_limit_of_callers(env: RestartableEnv) -> int | None:
+    """The smallest ``max_episode_steps`` of the ``TimeLimit`` wrappers around ``env`` that
+    the running ``env.reset`` call came through, or None.
+
+    ``gym.make(id, max_episode_steps=N)`` gives N to the TimeLimit only (the env's own
+    ``spec.max_episode_steps`` stays None, Gymnasium issue #871) and the env has no link
+    to its wrappers, so the wrapper methods on the call stack are where to read it. The
+    walk skips frames without ``self`` (functions between wrappers) and stops at the
+    first method of anything other than a wrapper of ``env`` (the caller of the stack).
+    """
+    outermost = None
+    frame = sys._getframe(2)  # above this function and RestartableEnv.reset
+    while frame is not None:
+        code = frame.f_code
+        if code.co_argcount and code.co_varnames[0] == "self":
+            caller = frame.f_locals.get("self")
+            if caller is not env:
+                if not (isinstance(caller, gym.Wrapper) and caller.unwrapped is env):
+                    break
+                outermost = caller
+        frame = frame.f_back
+    return None if outermost is None else time_limit_of(outermost)
 
 
 _BIT_GENERATORS = {

@@ -24,13 +24,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 from gymnasium.vector import SyncVectorEnv
 from gymnasium.vector.utils import concatenate
 
-from lfi_gym.envs.core import RestartableEnv, State, StateError
+from lfi_gym.envs.core import RestartableEnv, State, StateError, time_limit_of
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -40,9 +40,19 @@ class VectorState(State):
     states: tuple[State, ...]
     autoreset: tuple[bool, ...]
 
+    restore_hint: ClassVar[str] = (
+        "gym.make_vec({env_id!r}, num_envs=len(state.states)).reset_to(state), or give a "
+        "single env one row, state.states[i]"
+    )
+
 
 class RestartableSyncVectorEnv(SyncVectorEnv):
-    """Gymnasium's ``SyncVectorEnv`` over lfi-gym envs, with ``get_state`` / ``reset_to``."""
+    """Gymnasium's ``SyncVectorEnv`` over lfi-gym envs, with ``get_state`` / ``reset_to``.
+
+    A row wrapped in a ``TimeLimit`` (``gym.make_vec(id, max_episode_steps=N)``) adopts N
+    as its horizon here, so that a row restarted from a State keeps the right remaining
+    steps: the TimeLimit's count restarts at ``reset_to``, the env's own does not.
+    """
 
     state_version = 1
 
@@ -55,6 +65,10 @@ class RestartableSyncVectorEnv(SyncVectorEnv):
                     "a restartable vector env needs lfi-gym envs in every row"
                 )
         self._bases: list[RestartableEnv] = [env.unwrapped for env in self.envs]
+        for env, base in zip(self.envs, self._bases, strict=True):
+            time_limit = time_limit_of(env)
+            if time_limit is not None:
+                base.adopt_time_limit(time_limit)
 
     @property
     def env_id(self) -> str:
@@ -109,10 +123,15 @@ def plan_restart(
     if isinstance(states, VectorState):
         if indices is not None:
             raise ValueError("indices apply to a sequence of row states, not a VectorState")
-        if states.env_id != env_id or states.version != version:
+        if states.env_id != env_id:
             raise StateError(
-                f"VectorState of {states.env_id!r} version {states.version!r}; this vector "
-                f"env is {env_id!r} version {version}"
+                f"VectorState belongs to env {states.env_id!r}, but this vector env is "
+                f"{env_id!r}; restore it into gym.make_vec({states.env_id!r})"
+            )
+        if states.version != version:
+            raise StateError(
+                f"{env_id}: VectorState has format version {states.version!r}, this vector "
+                f"env reads version {version}; re-create the state with this version of lfi-gym"
             )
         if not (
             isinstance(states.states, tuple)

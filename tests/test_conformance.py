@@ -244,6 +244,76 @@ def test_restart_forwarding_wrapper(env_id: str) -> None:
     assert _equal(obs, make(env_id).reset_to(state)[0])
 
 
+LIMIT, BEFORE = 8, 3  # gym.make(id, max_episode_steps=LIMIT), restarted at step BEFORE
+
+
+def _how_it_ends(terminated, truncated):
+    """(terminated, truncated and not terminated): on a step that terminates just as its
+    count reaches the limit, Gymnasium's TimeLimit sets truncated too, which it cannot do
+    after a restart (its count is lower then); terminated decides such a step either way."""
+    terminated = np.asarray(terminated, dtype=bool)
+    return terminated.tolist(), (np.asarray(truncated, dtype=bool) & ~terminated).tolist()
+
+
+def _ends_until_the_end(env: gym.Env, actions: list) -> list:
+    ends = []
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        ends.append(_how_it_ends(terminated, truncated))
+        if terminated or truncated:
+            break
+    return ends
+
+
+def test_max_episode_steps_keeps_the_remaining_steps_after_a_restart(env_id: str) -> None:
+    """Gymnasium's TimeLimit restarts its count at reset(options={"state": s}); the env
+    adopts its limit, so the restarted episode ends where the original one did."""
+    env = gym.make(env_id, max_episode_steps=LIMIT, **MAKE_KWARGS.get(env_id, {}))
+    env.reset(seed=3)
+    env.action_space.seed(3)
+    before = _ends_until_the_end(env, [env.action_space.sample() for _ in range(BEFORE)])
+    assert len(before) == BEFORE and before[-1] == (False, False)
+    state = env.unwrapped.get_state()
+    actions = [env.action_space.sample() for _ in range(LIMIT)]
+    original = _ends_until_the_end(env, actions)
+    terminated, truncated = original[-1]
+    assert terminated or (truncated and len(original) == LIMIT - BEFORE), original
+
+    env.reset(seed=4)
+    env.reset(options={"state": state})
+    assert _ends_until_the_end(env, actions) == original
+    fresh = gym.make(env_id, max_episode_steps=LIMIT, **MAKE_KWARGS.get(env_id, {}))
+    fresh.reset(options={"state": state})
+    assert _ends_until_the_end(fresh, actions) == original
+
+
+def test_vector_max_episode_steps_keeps_the_remaining_steps_after_a_restart(env_id: str) -> None:
+    def run(vec) -> list:
+        steps = []
+        for action in actions:
+            obs, rewards, terminated, truncated, _ = vec.step(action)
+            steps.append((obs, rewards, _how_it_ends(terminated, truncated)))
+        return steps
+
+    vec = gym.make_vec(env_id, num_envs=2, max_episode_steps=LIMIT, **MAKE_KWARGS.get(env_id, {}))
+    vec.reset(seed=3)
+    vec.action_space.seed(3)
+    for _ in range(BEFORE):
+        vec.step(vec.action_space.sample())
+    state = vec.get_state()
+    actions = [vec.action_space.sample() for _ in range(LIMIT - BEFORE)]
+    original = run(vec)
+    ended = np.array([np.logical_or(*ends) for *_, ends in original])
+    assert ended.any(axis=0).all(), "every row's episode ends within LIMIT steps"
+
+    vec.reset(seed=4)
+    vec.reset_to(state)
+    assert _equal(run(vec), original)
+    fresh = gym.make_vec(env_id, num_envs=2, max_episode_steps=LIMIT, **MAKE_KWARGS.get(env_id, {}))
+    fresh.reset_to(state)
+    assert _equal(run(fresh), original)
+
+
 def _malformed_variants(state: envs.State) -> list[tuple[str, object]]:
     variants: list[tuple[str, object]] = [
         ("other env id", dataclasses.replace(state, env_id="Some-Other-v0")),

@@ -82,7 +82,8 @@ class AtariImitationEnv(RestartableEnv[np.ndarray, np.int64]):
 
     Observation ``Box(0, 255, (4, 84, 84), uint8)``; action ``Discrete(n)`` over the game's
     minimal action set. The horizon is ``max_frames`` emulator frames (100,000 by default,
-    the DRIL cap), owned by the env so that a restart keeps the remaining horizon.
+    the DRIL cap), owned by the env so that a restart keeps the remaining horizon;
+    ``gym.make(id, max_episode_steps=N)`` lowers it to N agent steps (4N frames).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -233,6 +234,9 @@ class AtariImitationEnv(RestartableEnv[np.ndarray, np.int64]):
             self._real_done = True
         reward = float(np.sign(raw)) if self.clip_rewards else float(raw)
         return self._push(self._frame()), reward, terminated, truncated, self._info(raw)
+
+    def _limit_horizon(self, max_steps: int) -> None:
+        self.max_steps = min(self.max_steps, max_steps)
 
     def _capture_state(self) -> AtariState:
         return AtariState(

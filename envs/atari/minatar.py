@@ -53,7 +53,7 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
     Observation ``Box(0, 1, (10, 10, channels), uint8)`` (one binary channel per object
     kind); action ``Discrete(n)`` over the game's minimal action set; reward the game's.
     Episodes end when the game does or after ``horizon`` steps (default 1000), whichever
-    comes first.
+    comes first; ``gym.make(id, max_episode_steps=N)`` lowers the horizon to N.
     """
 
     metadata = {"render_modes": []}
@@ -82,6 +82,9 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
         )
         self._keys = sorted(k for k in vars(self.core) if k != "random")
         self._steps = 0
+
+    def _limit_horizon(self, max_steps: int) -> None:
+        self.horizon = min(self.horizon, max_steps)
 
     def _observation(self) -> np.ndarray:
         return self.core.state().astype(np.uint8)
@@ -152,7 +155,9 @@ class MinAtarImitationEnv(RestartableEnv[np.ndarray, np.int64]):
         if state.horizon != self.horizon:
             raise StateError(
                 f"state was taken with horizon {state.horizon}, this env has {self.horizon}; "
-                f"make the env with gym.make(id, horizon={state.horizon})"
+                f"make the env with gym.make(id, horizon={state.horizon}), or with "
+                f"max_episode_steps={state.horizon} and restore through "
+                "reset(options={'state': state})"
             )
         if state.step > state.horizon:
             raise StateError(f"step {state.step} lies beyond the horizon {state.horizon}")

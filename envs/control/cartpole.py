@@ -26,7 +26,8 @@ class CartPoleState(State):
 
 
 class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
-    """CartPole-v1 dynamics and reward with a horizon (default 500) owned by the env.
+    """CartPole-v1 dynamics and reward with a horizon (default 500) owned by the env;
+    ``gym.make(id, max_episode_steps=N)`` lowers it to N (:meth:`adopt_time_limit`).
 
     Observation ``Box(4,)`` float32 (cart position, cart velocity, pole angle, pole angular
     velocity); action ``Discrete(2)`` (push left, push right); reward 1 per step.
@@ -55,6 +56,9 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
         truncated = self._elapsed_steps >= self.horizon
         return observation, float(reward), bool(terminated), truncated, info
 
+    def _limit_horizon(self, max_steps: int) -> None:
+        self.horizon = min(self.horizon, max_steps)
+
     def _capture_state(self) -> CartPoleState:
         return CartPoleState(
             env_id=self.env_id,
@@ -82,7 +86,9 @@ class ControlCartPoleEnv(RestartableEnv[np.ndarray, np.int64], CartPoleEnv):
         if state.horizon != self.horizon:
             raise StateError(
                 f"state was taken with horizon {state.horizon!r}, this env has horizon "
-                f"{self.horizon}; make the env with gym.make(id, horizon={state.horizon!r})"
+                f"{self.horizon}; make the env with gym.make(id, horizon={state.horizon!r}), "
+                f"or with max_episode_steps={state.horizon!r} and restore through "
+                "reset(options={'state': state})"
             )
         generator_from_state(state.rng)
 

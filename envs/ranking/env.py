@@ -68,6 +68,11 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
 
     ``reset(options={"query": i})`` starts query ``i`` of the split (evaluation walks the
     queries this way); without it the query is drawn uniformly with the env's RNG.
+
+    An episode has no fixed horizon (K placements, plus any penalised actions), so by
+    default nothing truncates it but the penalised-action limit. ``gym.make(id,
+    max_episode_steps=N)`` adds one: the episode is truncated after N ``step`` calls
+    counted from its start (the state's ``step``), with the final info of the partial list.
     """
 
     metadata = {"render_modes": []}
@@ -131,6 +136,7 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
         self._query = 0
         self._placed: list[int] = []
         self._step_count = 0
+        self._step_limit: int | None = None  # set by gym.make's max_episode_steps
         self._load_query(0)
 
     # -- episode bookkeeping -------------------------------------------------------------------
@@ -167,6 +173,8 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
         return len(self._placed) >= self.list_length
 
     def _truncated(self) -> bool:
+        if self._step_limit is not None and self._step_count >= self._step_limit:
+            return True
         return self._step_count - len(self._placed) >= self.max_invalid_actions
 
     def action_masks(self) -> np.ndarray:
@@ -233,8 +241,9 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
         self._available[slot] = False
         self._step_count += 1
         terminated = self._done()
-        info = self._final_info() if terminated else {}
-        return self._observation(), reward, terminated, False, info
+        truncated = not terminated and self._truncated()
+        info = self._final_info() if terminated or truncated else {}
+        return self._observation(), reward, terminated, truncated, info
 
     def _invalid_reason(self, slot: int) -> str:
         if self._done():
@@ -245,6 +254,11 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
                 f"slots 0..{self._n - 1})"
             )
         return f"slot {slot} was already placed at position {self._placed.index(slot) + 1}"
+
+    def _limit_horizon(self, max_steps: int) -> None:
+        self._step_limit = (
+            max_steps if self._step_limit is None else min(self._step_limit, max_steps)
+        )
 
     def _capture_state(self) -> RankingState:
         return RankingState(
@@ -281,6 +295,11 @@ class RankingEnv(RestartableEnv[dict, np.int64]):
             raise StateError(f"step must be an int >= len(placed), got {state.step!r}")
         if state.step - len(placed) > self.max_invalid_actions:
             raise StateError(f"step {state.step!r} exceeds the penalised-action limit")
+        if self._step_limit is not None and state.step > self._step_limit:
+            raise StateError(
+                f"step {state.step!r} lies beyond this env's max_episode_steps="
+                f"{self._step_limit}; restore it into an env made with a larger one"
+            )
         generator_from_state(state.rng)
 
     def _restore_state(self, state: RankingState):

@@ -42,10 +42,12 @@ def make_tinyreviews(render_mode: str | None = None, **kwargs: Any) -> TextGenEn
     return TextGenEnv(tinyreviews_task(**kwargs), render_mode=render_mode)
 
 
-def make_tinyreviews_vector(num_envs: int = 1, **kwargs: Any) -> TextGenVectorEnv:
+def make_tinyreviews_vector(
+    num_envs: int = 1, max_episode_steps: int | None = None, **kwargs: Any
+) -> TextGenVectorEnv:
     from lfi_gym.envs.text.sources import tinyreviews_task
 
-    return TextGenVectorEnv(tinyreviews_task(**kwargs), num_envs)
+    return TextGenVectorEnv(tinyreviews_task(**kwargs), num_envs, max_episode_steps)
 
 
 def make_imdb(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
@@ -54,10 +56,12 @@ def make_imdb(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
     return TextGenEnv(imdb_task(**kwargs), render_mode=render_mode)
 
 
-def make_imdb_vector(num_envs: int = 1, **kwargs: Any) -> TextGenVectorEnv:
+def make_imdb_vector(
+    num_envs: int = 1, max_episode_steps: int | None = None, **kwargs: Any
+) -> TextGenVectorEnv:
     from lfi_gym.envs.text.sources import imdb_task
 
-    return TextGenVectorEnv(imdb_task(**kwargs), num_envs)
+    return TextGenVectorEnv(imdb_task(**kwargs), num_envs, max_episode_steps)
 
 
 def make_commongen(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
@@ -66,7 +70,9 @@ def make_commongen(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
     return TextGenEnv(commongen_task(**kwargs), render_mode=render_mode)
 
 
-def make_commongen_vector(num_envs: int = 1, **kwargs: Any) -> TextGenVectorEnv:
+def make_commongen_vector(
+    num_envs: int = 1, max_episode_steps: int | None = None, **kwargs: Any
+) -> TextGenVectorEnv:
     from lfi_gym.envs.text.sources import commongen_task
 
-    return TextGenVectorEnv(commongen_task(**kwargs), num_envs)
+    return TextGenVectorEnv(commongen_task(**kwargs), num_envs, max_episode_steps)

@@ -47,6 +47,8 @@ class TextGenEnv(RestartableEnv[dict[str, np.ndarray], int]):
     ``min_new_tokens`` were generated, or after ``max_new_tokens`` tokens; its last info
     holds the decoded ``prompt``, ``completion``, ``references``, the reward's ``scores``
     and the ``stop_reason``. ``reset(options={"sample_index": i})`` picks a prompt.
+    ``gym.make(id, max_episode_steps=N)`` with N below ``max_new_tokens`` truncates an
+    episode after N tokens (``truncated=True``, reward 0: no finished text to score).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -88,8 +90,13 @@ class TextGenEnv(RestartableEnv[dict[str, np.ndarray], int]):
             raise ResetNeeded(
                 f"{self.env_id}: the episode has ended; call reset() or reset_to(state)"
             )
-        rewards, ended, infos = rows.append(np.zeros(1, np.int64), np.array([action], np.int64))
-        return rows.observation(0), float(rewards[0]), bool(ended[0]), False, infos[0]
+        rewards, ended, truncated, infos = rows.append(
+            np.zeros(1, np.int64), np.array([action], np.int64)
+        )
+        return rows.observation(0), float(rewards[0]), bool(ended[0]), bool(truncated[0]), infos[0]
+
+    def _limit_horizon(self, max_steps: int) -> None:
+        self._rows.limit_steps(max_steps)
 
     def _capture_state(self) -> TextGenState:
         return self._rows.capture(0, self.env_id, self.state_version)

@@ -28,7 +28,8 @@ class TextGenState(State):
     """A prompt, the tokens generated after it, and the RNG that draws the next prompt.
 
     ``sample_index`` is the prompt's row in the split, or -1 for a prompt given to
-    ``make_state``. ``done`` is set once the episode has ended (EOS or horizon).
+    ``make_state``. ``done`` is set once the episode has ended (EOS or horizon) or was
+    truncated at Gymnasium's ``max_episode_steps``.
     """
 
     split: str
@@ -55,6 +56,13 @@ class TextRows:
         self.references: list[tuple[str, ...]] = [()] * n
         self.done = np.zeros(n, dtype=bool)
         self.rngs: list[np.random.Generator] = [np.random.default_rng(0) for _ in range(n)]
+        #: Gymnasium's max_episode_steps, if given: truncate (unscored) after this many
+        #: tokens when the episode has not ended by then.
+        self.step_limit: int | None = None
+
+    def limit_steps(self, max_steps: int) -> None:
+        """Truncate episodes after at most ``max_steps`` generated tokens."""
+        self.step_limit = max_steps if self.step_limit is None else min(self.step_limit, max_steps)
 
     # -- starting and restoring rows ------------------------------------------------------
 
@@ -148,17 +156,23 @@ class TextRows:
             raise ValueError("references must be a tuple of strings")
         if not isinstance(state.done, bool):
             raise ValueError(f"done must be a bool, got {state.done!r}")
+        if self.step_limit is not None and len(state.generated_ids) > self.step_limit:
+            raise ValueError(
+                f"the state has {len(state.generated_ids)} generated tokens, beyond this "
+                f"env's max_episode_steps={self.step_limit}"
+            )
         generator_from_state(state.rng)
 
     # -- stepping -------------------------------------------------------------------------
 
     def append(
         self, rows: np.ndarray, tokens: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """Append ``tokens[k]`` to row ``rows[k]``; score the rows whose episode ends.
 
-        Returns (rewards, ended, infos) aligned with ``rows``; the reward function is
-        called once for all ending rows.
+        Returns (rewards, ended, truncated, infos) aligned with ``rows``; the reward
+        function is called once for all ending rows. ``truncated`` marks the rows cut at
+        ``step_limit`` before their end (not scored).
         """
         task = self.task
         position = task.prompt_length + self.generated[rows]
@@ -168,7 +182,10 @@ class TextRows:
         n_new = self.generated[rows]
         ended = n_new >= task.max_new_tokens
         ended |= (tokens == task.eos_token_id) & (n_new >= max(task.min_new_tokens, 1))
-        self.done[rows] = ended
+        truncated = np.zeros(len(rows), dtype=bool)
+        if self.step_limit is not None:
+            truncated = ~ended & (n_new >= self.step_limit)
+        self.done[rows] = ended | truncated
         rewards = np.zeros(len(rows), dtype=np.float64)
         infos: list[dict[str, Any]] = [{} for _ in rows]
         finished = np.flatnonzero(ended)
@@ -190,7 +207,7 @@ class TextRows:
                     "stop_reason": "length" if self.generated[r] >= task.max_new_tokens else "eos",
                     "sample_index": int(self.sample_index[r]),
                 }
-        return rewards, ended, infos
+        return rewards, ended, truncated, infos
 
     def completion_ids(self, row: int) -> np.ndarray:
         start = self.task.prompt_length

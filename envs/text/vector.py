@@ -10,6 +10,9 @@ ignored and it starts a new prompt drawn with the row's own RNG.
     snapshot = vec.get_state()                   # VectorState of per-row TextGenStates
     vec.reset_to([state_a, state_b, ...])        # each row from its own prompt + prefix
     vec.reset_to([state_a], indices=[3])         # only row 3
+
+``gym.make_vec(id, num_envs=n, max_episode_steps=N)`` truncates each row after N tokens,
+counted from the episode's start (a restored prefix counts), as the single env does.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ class TextGenVectorEnv(VectorEnv):
 
     state_version = 1
 
-    def __init__(self, task: TextTask, num_envs: int = 1) -> None:
+    def __init__(
+        self, task: TextTask, num_envs: int = 1, max_episode_steps: int | None = None
+    ) -> None:
         self.num_envs = check_positive_int(num_envs, "num_envs")
         self.task = task
         # One single env sharing the task checks row states exactly as gym.make(id) does.
@@ -47,6 +52,11 @@ class TextGenVectorEnv(VectorEnv):
         self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
         self.render_mode = None
         self._rows = TextRows(task, self.num_envs)
+        if max_episode_steps not in (None, -1):  # -1: no limit, as gym.make reads it
+            # The rows count their tokens from a restored state's prefix: a restart keeps
+            # the right remaining steps, as in the single env.
+            self._checker.adopt_time_limit(max_episode_steps)
+            self._rows.limit_steps(max_episode_steps)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._has_reset = False
 
@@ -99,9 +109,10 @@ class TextGenVectorEnv(VectorEnv):
             infos = self._add_info(infos, rows.start(int(row)), int(row))
         stepping = np.flatnonzero(~restarts)
         if len(stepping):
-            step_rewards, ended, step_infos = rows.append(stepping, tokens[stepping])
+            step_rewards, ended, cut, step_infos = rows.append(stepping, tokens[stepping])
             rewards[stepping] = step_rewards
             terminated[stepping] = ended
+            truncated[stepping] = cut
             for k in np.flatnonzero(ended):
                 infos = self._add_info(infos, step_infos[k], int(stepping[k]))
         self._autoreset = terminated | truncated
