@@ -3,6 +3,7 @@ never run code (the forged inputs carry pickle payloads that would create a file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -229,7 +230,7 @@ def test_a_minatar_state_holds_no_pickle_and_a_forged_one_never_runs(
     for value in (state.attributes, state.rng_key, *state.arrays):
         assert not (isinstance(value, bytes) and value.startswith(b"\x80"))
     marker = tmp_path / "ran"
-    fields = {k: getattr(state, k) for k in state.__dataclass_fields__}
+    fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
     forged_states = [
         MinAtarState(**{**fields, "attributes": _payload_bytes(marker)}),
         MinAtarState(**{**fields, "arrays": (_payload_bytes(marker),)}),
