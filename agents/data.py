@@ -1,8 +1,8 @@
 """Demonstrations: trajectories for imitation (views, batches, collection, files).
 
-They are saved as ``.lfid`` files (:mod:`lfi_gym.agents.demofile`: a checksummed single-file
-format, written atomically, read back as memory maps) or as the same bytes in memory
-(:meth:`Demonstrations.to_bytes`, e.g. a member of an agent file).
+They are saved as ``.lfid`` files (:mod:`lfi_gym.agents.demofile`: a single-file format with a
+checksum against damage, written atomically, read back as memory maps, never unpickled) or as
+the same bytes in memory (:meth:`Demonstrations.to_bytes`, e.g. a member of an agent file).
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ class Demonstrations:
     episode, or of the recorded part of one (DAgger rounds may resume an episode the
     previous round left running); ``terminated`` / ``truncated`` mark how the last
     transition of an episode ended (a collection cut off by a step budget is marked
-    truncated).
+    truncated). ``states`` and ``infos`` hold what files can hold (lfi-gym States, numbers,
+    strings, lists, tuples, dicts with string keys, numpy arrays; see
+    :mod:`lfi_gym.envs.codec`).
     """
 
     observations: Observations
@@ -286,30 +288,33 @@ class Demonstrations:
     def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> Demonstrations:
         """Read a file written by :meth:`save`, verifying its checksum first.
 
-        With ``mmap=True`` the arrays are read-only memory maps of the file.
-        Like ``torch.load``, this unpickles states and spaces: load files you trust.
+        With ``mmap=True`` the arrays are read-only memory maps of the file. Nothing is
+        unpickled: spaces, states and infos are rebuilt from plain JSON and arrays, and a
+        malformed or forged file raises :class:`DemonstrationsFileError`.
         """
         return cls._from_file(demofile.read(path, mmap=mmap), str(path))
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "<bytes>") -> Demonstrations:
-        """Read :meth:`to_bytes`'s bytes (checksum verified, arrays copied); ``name``
-        labels them in error messages. This unpickles: read bytes you trust."""
+        """Read :meth:`to_bytes`'s bytes (checksum verified, arrays copied, nothing
+        unpickled); ``name`` labels them in error messages."""
         return cls._from_file(demofile.read(data, mmap=False, name=name), name)
 
-    def _sections(self) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+    def _sections(self) -> tuple[dict[str, np.ndarray], dict[str, demofile.EncodedValue]]:
         arrays: dict[str, np.ndarray] = {
             key: np.ascontiguousarray(array) for key, array in _observation_items(self.observations)
         }
         for key in ("actions", "rewards", "episode_starts", "terminated", "truncated"):
             arrays[key] = np.ascontiguousarray(getattr(self, key))
         demofile.check_arrays(arrays)
-        objects: dict[str, Any] = {"spaces": (self.observation_space, self.action_space)}
+        values: dict[str, Any] = {
+            "spaces": demofile.encode_spaces(self.observation_space, self.action_space)
+        }
         if self.states is not None:
-            objects["states"] = self.states
+            values["states"] = list(self.states)
         if self.infos is not None:
-            objects["infos"] = self.infos
-        return arrays, demofile.encode_blobs(objects)
+            values["infos"] = list(self.infos)
+        return arrays, demofile.encode_values(values)
 
     def _file_fields(self) -> dict[str, Any]:
         return {
@@ -320,7 +325,7 @@ class Demonstrations:
 
     @classmethod
     def _from_file(cls, contents: demofile.Contents, label: str) -> Demonstrations:
-        footer, arrays, blobs = contents
+        footer, arrays, values = contents
         if footer["observations"] == "dict":
             prefix = "observations/"
             observations: Observations = {
@@ -328,7 +333,12 @@ class Demonstrations:
             }
         else:
             observations = arrays["observations"]
-        observation_space, action_space = blobs["spaces"]
+        if "spaces" not in values:
+            raise DemonstrationsFileError(f"{label}: the file has no 'spaces' section")
+        observation_space, action_space = demofile.decode_spaces(values["spaces"], label)
+        states, infos = values.get("states"), values.get("infos")
+        if not isinstance(states, (list, type(None))) or not isinstance(infos, (list, type(None))):
+            raise DemonstrationsFileError(f"{label}: states and infos must be lists")
         try:
             return cls(
                 observations=observations,
@@ -337,8 +347,8 @@ class Demonstrations:
                 episode_starts=arrays["episode_starts"],
                 terminated=arrays["terminated"],
                 truncated=arrays["truncated"],
-                states=blobs.get("states"),
-                infos=blobs.get("infos"),
+                states=states,
+                infos=infos,
                 observation_space=observation_space,
                 action_space=action_space,
                 env_id=footer.get("env_id"),

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from lfi_gym import envs
@@ -135,6 +136,29 @@ def test_demos_records_oracle_episodes(tmp_path: Path, capsys) -> None:
     demos = Demonstrations.load(out)
     assert demos.n_episodes == 2 and demos.env_id == "MinAtarImitation-Freeway-v0"
     assert demos.observations.dtype == "uint8" and demos.rewards.sum() > 0
+
+
+@pytest.mark.parametrize("env_id", ["TextGen-TinyReviews-v0", "Rank-Synthetic-v0"])
+def test_demos_records_dict_observation_envs(tmp_path: Path, capsys, env_id: str) -> None:
+    """The text and ranking envs observe a Dict of arrays; demos streams each key."""
+    import gymnasium as gym
+
+    from lfi_gym.agents import Demonstrations
+
+    out = tmp_path / "x.lfid"
+    argv = ["demos", "--env", env_id, "--episodes", "3", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "3 episodes" in capsys.readouterr().out
+    demos = Demonstrations.load(out)
+    env = gym.make(env_id)
+    assert demos.n_episodes == 3 and demos.env_id == env_id
+    assert demos.observation_space == env.observation_space
+    assert demos.action_space == env.action_space
+    assert demos.observations.keys() == env.observation_space.spaces.keys()
+    first, _ = env.reset(seed=0)  # the recording's first reset used --seed 0
+    for key, space in env.observation_space.spaces.items():
+        assert demos.observations[key].shape == (len(demos), *space.shape)
+        np.testing.assert_array_equal(demos.observations[key][0], first[key])
 
 
 def test_demos_shows_a_progress_bar(tmp_path: Path, capsys) -> None:

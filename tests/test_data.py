@@ -1,4 +1,5 @@
-"""lfi_gym.agents.data.Demonstrations: collection, views, batching, and the safe file format."""
+"""lfi_gym.agents.data.Demonstrations: collection, views, batching, and the file format (see
+test_demofile_safety.py for forged files)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from lfi_gym.agents.demofile import (
     MAGIC,
     SCHEMA_VERSION,
     DemonstrationsFileError,
+    DemonstrationsWriter,
     _footer_digest,
 )
 
@@ -419,7 +421,7 @@ def test_truncated_file_is_refused(saved, where):
 def test_flipped_data_byte_is_refused(saved, random_demos):
     path, raw = saved
     _, footer, _ = split_file(raw)
-    for key in ("actions", "observations", "states"):  # an array and a pickled blob
+    for key in ("actions", "observations", "states"):  # arrays and a JSON value
         section = footer["sections"][key]
         position = section["offset"] + section["nbytes"] // 2
         corrupted = bytearray(raw)
@@ -604,6 +606,79 @@ def test_object_arrays_are_refused(tmp_path):
     demos = dataclasses.replace(indexed_demos(), actions=np.array([object()] * 103))
     with pytest.raises(TypeError, match="actions"):
         demos.save(tmp_path / "o.lfid")
+    assert os.listdir(tmp_path) == []
+
+
+# -- streaming writer -------------------------------------------------------------------
+
+
+def _write_stream(path, demos: Demonstrations) -> Path:
+    with DemonstrationsWriter(
+        path, demos.observation_space, demos.action_space, env_id=demos.env_id
+    ) as writer:
+        for i in range(len(demos)):
+            obs = {k: v[i] for k, v in demos.observations.items()}
+            writer.add(
+                obs,
+                demos.actions[i],
+                demos.rewards[i],
+                demos.episode_starts[i],
+                demos.terminated[i],
+                demos.truncated[i],
+            )
+    return writer.path
+
+
+def test_writer_streams_dict_observations(tmp_path):
+    demos = dataclasses.replace(dict_demos(), states=None, infos=None)
+    path = _write_stream(tmp_path / "w.lfid", demos)
+    # The same file save() writes, byte for byte, and no temporary file stays behind.
+    assert path.read_bytes() == demos.to_bytes()
+    assert os.listdir(tmp_path) == ["w.lfid"]
+    loaded = Demonstrations.load(path)
+    assert_demos_equal(demos, loaded)
+    assert isinstance(loaded.observations["image"], np.memmap)
+
+
+def test_writer_checks_dict_observations_before_writing(tmp_path):
+    demos = dict_demos()
+    target = tmp_path / "w.lfid"
+    obs = {k: v[0] for k, v in demos.observations.items()}
+    with DemonstrationsWriter(target, demos.observation_space, demos.action_space) as writer:
+        with pytest.raises(ValueError, match=r"keys \['image'\], the Dict space has"):
+            writer.add({"image": obs["image"]}, demos.actions[0], 0.0, True, False, False)
+        with pytest.raises(ValueError, match=r"observation\['vector'\] has shape \(3,\)"):
+            writer.add({**obs, "vector": np.zeros(3)}, demos.actions[0], 0.0, True, False, False)
+        assert len(writer) == 0
+        writer.add(obs, demos.actions[0], 1.0, True, False, True)
+    loaded = Demonstrations.load(target)
+    assert len(loaded) == 1
+    np.testing.assert_array_equal(loaded.observations["vector"][0], obs["vector"])
+
+
+def test_interrupted_dict_recording_leaves_no_file(tmp_path):
+    demos = dict_demos()
+    obs = {k: v[0] for k, v in demos.observations.items()}
+    with (
+        pytest.raises(RuntimeError),
+        DemonstrationsWriter(tmp_path / "w.lfid", demos.observation_space, demos.action_space) as w,
+    ):
+        w.add(obs, demos.actions[0], 0.0, True, False, False)
+        raise RuntimeError("interrupted")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        spaces.Text(8),
+        spaces.Tuple([spaces.Discrete(2)]),
+        spaces.Dict({"nested": spaces.Dict({"x": spaces.Discrete(2)})}),
+    ],
+)
+def test_writer_refuses_observations_it_cannot_stream(tmp_path, space):
+    with pytest.raises(TypeError, match="streams observations that are arrays"):
+        DemonstrationsWriter(tmp_path / "w.lfid", space, spaces.Discrete(2))
     assert os.listdir(tmp_path) == []
 
 
