@@ -1,16 +1,20 @@
-"""The LETOR loader checks every line and names the file and line of every problem."""
+"""The LETOR loader checks every line and names the file and line of every problem; the
+ranking benchmark checks --letor before it trains."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_svmlight_file
 
-from lfi_gym.envs.ranking import load_letor
+from lfi_gym.envs.ranking import load_letor, synthetic_splits
 from lfi_gym.envs.ranking.svmlight import MAX_LABEL, LETORFormatError, read_svmlight
 
 # A comment and a blank line first, so that line numbers count every line, not data lines.
@@ -189,3 +193,89 @@ def test_read_svmlight_pads_to_n_features_and_a_shared_file_is_read_once(tmp_pat
     assert list(relevance) == [2, 1, 0, 1] and list(qid) == [7, 7, 3, 3]
     splits = load_letor(tmp_path / "train.txt")  # one file for every split
     assert splits["train"] is splits["validation"] is splits["test"]
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+
+def _benchmark():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ranking.py"
+    spec = importlib.util.spec_from_file_location("ranking_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def benchmark(monkeypatch):
+    module = _benchmark()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before --letor was checked")
+
+    monkeypatch.setattr(module, "run", no_training)
+    monkeypatch.setattr(module, "lambdamart_ndcg", no_training)
+    return module
+
+
+def _exit_message(benchmark, argv: list[str], capsys) -> str:
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as caught:
+        benchmark.main(argv)
+    assert caught.value.code == 2
+    assert time.perf_counter() - start < 30
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_benchmark_refuses_folds_without_fold_before_training(
+    benchmark, tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "Fold1").mkdir()
+    _file(tmp_path / "Fold1", GOOD)
+    message = _exit_message(benchmark, ["--letor", str(tmp_path)], capsys)
+    assert "it has Fold1: pass --fold 1" in message and "fold=1" not in message
+
+
+def test_benchmark_refuses_a_bad_line_before_training(benchmark, tmp_path: Path, capsys) -> None:
+    path = _file(tmp_path, _with_line(4, "1024 qid:7 2:3.0"))
+    message = _exit_message(benchmark, ["--letor", str(path)], capsys)
+    assert f"{path}, line 4: relevance label '1024'" in message
+
+
+def test_benchmark_hints_name_its_flags(benchmark, tmp_path: Path, capsys) -> None:
+    _file(tmp_path, GOOD, "train.txt")
+    _file(tmp_path, GOOD.replace("3:1.5", "9:1.5"), "test.txt")
+    message = _exit_message(benchmark, ["--letor", str(tmp_path)], capsys)
+    assert "feature count mismatch" in message and "pass --n-features 9" in message
+    message = _exit_message(benchmark, ["--letor", str(tmp_path), "--n-features", "4"], capsys)
+    assert "line 2: feature id 9 is larger than --n-features 4" in message
+    message = _exit_message(benchmark, ["--fold", "1"], capsys)
+    assert "--fold and --n-features apply to --letor data" in message
+
+
+def test_benchmark_warns_without_a_validation_split(benchmark, tmp_path: Path, capsys) -> None:
+    # the benchmark's env ranks 10 positions: queries need at least 10 documents
+    ten_per_query = "".join(f"{i % 3} qid:{i // 10} 1:{i} 3:{i % 7}\n" for i in range(30))
+    _file(tmp_path, ten_per_query, "train.txt")
+    _file(tmp_path, ten_per_query, "test.txt")
+    args = benchmark.parse_args(["--letor", str(tmp_path), "--n-features", "5"])
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith(f"warning: no vali.txt in {tmp_path}")
+    assert "without early stopping" in warning[0]
+    assert args.letor_kwargs == {
+        "path": str(tmp_path),
+        "fold": None,
+        "n_features": 5,
+        "normalize": "query",
+    }
+    _file(tmp_path, ten_per_query, "vali.txt")
+    benchmark.parse_args(["--letor", str(tmp_path)])
+    assert capsys.readouterr().err == ""
+
+
+def test_lambdamart_fits_without_a_lightgbm_deprecation_warning() -> None:
+    splits = synthetic_splits((40, 20, 20), n_features=4, max_candidates=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ndcg = _benchmark().lambdamart_ndcg(splits)
+    assert 0.0 < ndcg <= 1.0
