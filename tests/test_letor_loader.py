@@ -271,6 +271,9 @@ def test_benchmark_warns_without_a_validation_split(benchmark, tmp_path: Path, c
     _file(tmp_path, ten_per_query, "vali.txt")
     benchmark.parse_args(["--letor", str(tmp_path)])
     assert capsys.readouterr().err == ""
+    benchmark.parse_args(["--letor", str(tmp_path / "train.txt")])
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "serves as train, validation and test" in warning[0]
 
 
 def test_lambdamart_fits_without_a_lightgbm_deprecation_warning() -> None:
