@@ -5,9 +5,11 @@ from __future__ import annotations
 from lfi_gym.envs.ranking.data import SPLITS, QuerySet, load_letor, synthetic_splits
 from lfi_gym.envs.ranking.env import RankingEnv, RankingState, RankLETOREnv, RankSyntheticEnv
 from lfi_gym.envs.ranking.metrics import dcg_at_k, ndcg_at_k, ndcg_from_scores
+from lfi_gym.envs.ranking.svmlight import LETORFormatError
 
 __all__ = [
     "SPLITS",
+    "LETORFormatError",
     "QuerySet",
     "RankLETOREnv",
     "RankSyntheticEnv",

@@ -2,7 +2,7 @@
 
 Two sources: :func:`synthetic_splits` (a seeded generator, no files needed) and
 :func:`load_letor` (svmlight files with ``qid:``, the LETOR / MSLR-WEB / Yahoo / Istella
-layout, read by scikit-learn).
+layout, read and checked line by line by :mod:`lfi_gym.envs.ranking.svmlight`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lfi_gym.envs.ranking.svmlight import read_svmlight
 from lfi_gym.envs.validation import check_choice, is_int
 
 #: Split names every ranking env understands, in this order.
@@ -183,29 +184,6 @@ def resolve_letor_files(
     return files
 
 
-def _check_has_qid(file: Path) -> None:
-    with open(file, "rb") as f:
-        for raw in f:
-            line = raw.split(b"#", 1)[0].strip()
-            if not line:
-                continue
-            if b"qid:" not in line:
-                raise ValueError(
-                    f"{file}: the first data line has no 'qid:' field ({line[:60]!r}...); "
-                    "ranking needs svmlight lines like '2 qid:10 1:0.5 3:1.2', one query id "
-                    "per document"
-                )
-            return
-    raise ValueError(f"{file}: no data lines (empty file or only comments)")
-
-
-def _max_feature_id(file: Path) -> int:
-    from sklearn.datasets import load_svmlight_file
-
-    x, _ = load_svmlight_file(str(file), zero_based=False, query_id=False)
-    return int(x.shape[1])
-
-
 def load_letor(
     path: str | os.PathLike | Mapping[str, str | os.PathLike],
     *,
@@ -215,23 +193,25 @@ def load_letor(
 ) -> dict[str, QuerySet]:
     """Read LETOR-style svmlight files (``rel qid:Q id:value ... # comment``) into splits.
 
-    Feature ids are 1-based, as in every LETOR release; missing ids are zeros. Relevance
-    must be a non-negative integer grade. ``n_features`` fixes the feature count (a file
-    using a larger id is an error); by default it is the largest id used, and splits whose
-    largest ids differ are refused, since that usually means files from different
-    datasets (pass ``n_features`` if they belong together and one omits zero features).
-    ``normalize="query"`` min-max scales every feature within each query to [0, 1]
-    (LETOR's QueryLevelNorm; constant features become 0). Queries whose documents are all
-    irrelevant stay in the data; their NDCG is 0 (see :mod:`lfi_gym.envs.ranking.metrics`).
+    Feature ids are 1-based, as in every LETOR release; missing ids are zeros. Every line
+    is checked (see :mod:`lfi_gym.envs.ranking.svmlight`): it needs ``qid:``, a relevance
+    grade that is an integer from 0 to 31 and finite feature values; a bad line raises
+    :class:`~lfi_gym.envs.ranking.svmlight.LETORFormatError` naming the file and the line.
+    ``n_features`` fixes the feature count (a file using a larger id is an error); by
+    default it is the largest id used, and splits whose largest ids differ are refused,
+    since that usually means files from different datasets (pass ``n_features`` if they
+    belong together and one omits zero features). ``normalize="query"`` min-max scales
+    every feature within each query to [0, 1] (LETOR's QueryLevelNorm; constant features
+    become 0). Queries whose documents are all irrelevant stay in the data; their NDCG is 0
+    (see :mod:`lfi_gym.envs.ranking.metrics`). A file serving several splits is read once.
     """
-    from sklearn.datasets import load_svmlight_file
-
     check_choice(normalize, (None, "query"), "normalize")
+    if n_features is not None and (not is_int(n_features) or n_features <= 0):
+        raise ValueError(f"n_features must be a positive int or None, got {n_features!r}")
     files = resolve_letor_files(path, fold)
-    for file in set(files.values()):
-        _check_has_qid(file)
+    rows = {file: read_svmlight(file, n_features) for file in dict.fromkeys(files.values())}
     if n_features is None:
-        widths = {split: _max_feature_id(file) for split, file in files.items()}
+        widths = {split: rows[file][0].shape[1] for split, file in files.items()}
         if len(set(widths.values())) > 1:
             listing = ", ".join(f"{split} ({files[split].name}) {w}" for split, w in widths.items())
             raise ValueError(
@@ -239,31 +219,12 @@ def load_letor(
                 f"{listing}; if the files belong to one dataset and some just omit zero "
                 f"features, pass n_features={max(widths.values())}"
             )
-        n_features = next(iter(widths.values()))
-    elif not is_int(n_features) or n_features <= 0:
-        raise ValueError(f"n_features must be a positive int or None, got {n_features!r}")
-    splits = {}
-    for split, file in files.items():
-        try:
-            x, y, qid = load_svmlight_file(
-                str(file), n_features=int(n_features), zero_based=False, query_id=True
-            )
-        except ValueError as exc:
-            raise ValueError(
-                f"{split} split ({file}): {exc}; check n_features={n_features} against the "
-                "largest feature id in the file"
-            ) from exc
-        if np.any(y < 0) or np.any(y != np.round(y)):
-            raise ValueError(
-                f"{split} split ({file}): relevance labels must be non-negative integers, got "
-                f"values like {y[(y < 0) | (y != np.round(y))][:3].tolist()}"
-            )
-        features = np.asarray(x.toarray(), dtype=np.float32)
-        queries = _from_groups(features, y.astype(np.int64), qid, str(file))
+    queries = {}
+    for file, (x, relevance, qid) in rows.items():
+        queries[file] = _from_groups(x.toarray(), relevance, qid, str(file))
         if normalize == "query":
-            queries = _normalize_per_query(queries)
-        splits[split] = queries
-    return splits
+            queries[file] = _normalize_per_query(queries[file])
+    return {split: queries[file] for split, file in files.items()}
 
 
 def _normalize_per_query(queries: QuerySet) -> QuerySet:
