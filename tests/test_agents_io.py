@@ -425,32 +425,18 @@ def test_agent_files_hold_demonstrations_without_a_temporary_folder(
     np.testing.assert_array_equal(loaded_dril.demonstrations.observations, demos.observations)
 
 
-def test_a_file_from_before_the_lfi_gym_package_is_refused_by_name(
-    tmp_path, env, monkeypatch
-) -> None:
-    """Pickles written before the modules moved under lfi_gym name ``agents.*`` / ``envs.*``;
-    loading one says so instead of failing with "No module named 'agents'"."""
-    import sys
-    import types
-
-    from lfi_gym.agents.base import torch_bytes
+def test_a_version_1_file_is_refused_with_the_fix(tmp_path, env) -> None:
+    """Version 1 pickled the policy (policy.pt): such a file is refused by its version, before
+    any member is read, with the fix (train again with this version)."""
+    from lfi_gym.agents.serialization import AgentFileError
 
     path = BC(env, device="cpu").save(tmp_path / "old")
     with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    # What an old file's pickle holds: a class of the pre-package module ``agents.lm_policy``.
-    old_module = types.ModuleType("agents.lm_policy")
-    old_class = type("LMPolicy", (), {"__module__": "agents.lm_policy"})
-    old_module.LMPolicy = old_class
-    monkeypatch.setitem(sys.modules, "agents", types.ModuleType("agents"))
-    monkeypatch.setitem(sys.modules, "agents.lm_policy", old_module)
-    members["policy.pt"] = torch_bytes({"class": old_class, "constructor": {}, "state_dict": {}})
-    # No module of that name is importable now (not even the repository's agents/ folder
-    # when the tests run from its root).
-    monkeypatch.setitem(sys.modules, "agents", None)
-    monkeypatch.setitem(sys.modules, "agents.lm_policy", None)
+        meta = json.loads(zf.read("agent.json"))
+    meta["file_version"] = 1
     with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    with pytest.raises(ValueError, match=r"older than the lfi_gym package.*'agents"):
+        zf.writestr("agent.json", json.dumps(meta))
+        zf.writestr("policy.pt", b"a version-1 torch pickle")
+    with pytest.raises(AgentFileError, match=r"version 1 was written by an older lfi-gym.*"
+                       r"Re-create it \(train the agent again\)"):  # fmt: skip
         BC.load(path)
