@@ -27,7 +27,6 @@ from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations, TransitionBuffer
 from lfi_gym.agents.learners import learner_for_env
 from lfi_gym.agents.serialization import (
-    MAX_DEMONSTRATIONS_BYTES,
     check_count,
     data_bytes,
     decode_value,
@@ -303,8 +302,7 @@ class DAgger(BaseAgent):
             )
         demos = None
         if "aggregate.lfid" in members:
-            data = members.read("aggregate.lfid", MAX_DEMONSTRATIONS_BYTES)
-            demos = Demonstrations.from_bytes(data, name="aggregate.lfid")
+            demos = members.demonstrations("aggregate.lfid")
         with members.reading("agent.json"):
             spec = decode_value(meta["extra"].get("policy_spec"))
             if spec is not None and not (isinstance(spec, tuple) and len(spec) == 2):

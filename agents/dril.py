@@ -62,7 +62,6 @@ from lfi_gym.agents.learners import (
     resolve_policy,
 )
 from lfi_gym.agents.serialization import (
-    MAX_DEMONSTRATIONS_BYTES,
     MAX_STATE_BYTES,
     check_count,
     data_bytes,
@@ -612,10 +611,7 @@ class DRIL(BaseAgent):
                     "DRIL.load"
                 )
             env = gym.make(make_args["id"], **make_args["kwargs"])
-        demos = Demonstrations.from_bytes(
-            members.read("demonstrations.lfid", MAX_DEMONSTRATIONS_BYTES),
-            name="demonstrations.lfid",
-        )
+        demos = members.demonstrations("demonstrations.lfid")
         agent = cls(
             env,
             demos,

@@ -110,11 +110,13 @@ class AgentFileReader:
             raise self.error(name, f"{info.file_size} bytes exceed the cap of {cap} bytes")
         try:
             with self.zf.open(info) as member:
-                data = member.read(cap + 1)  # the directory's size can lie: read at most this
+                # The directory's size can lie (a compressed bomb): inflate at most one byte
+                # more than it claims, which is under the cap.
+                data = member.read(info.file_size + 1)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
             raise self.error(name, f"unreadable ({e})") from None
-        if len(data) > cap:
-            raise self.error(name, f"more than the cap of {cap} bytes")
+        if len(data) != info.file_size:
+            raise self.error(name, f"holds other than the {info.file_size} bytes it claims")
         return data
 
     def json(self, name: str) -> Any:
@@ -123,12 +125,24 @@ class AgentFileReader:
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise self.error(name, f"malformed JSON ({exc})") from None
 
-    def data(self, name: str, cap: int = MAX_STATE_BYTES) -> Any:
-        """A codec blob (:func:`data_bytes`)."""
+    def data(self, name: str, cap: int | None = None) -> Any:
+        """A codec blob (:func:`data_bytes`), capped at ``cap`` (default MAX_STATE_BYTES)."""
+        cap = MAX_STATE_BYTES if cap is None else cap
         try:
-            return _tree_from_bytes(self.read(name, cap), max_bytes=cap, label=name)
+            return _tree_from_bytes(self.read(name, cap), max_bytes=cap, label=f"member {name!r}")
         except CodecError as exc:
             raise AgentFileError(f"{self.label}: {exc}") from None
+
+    def demonstrations(self, name: str) -> Any:
+        """A ``.lfid`` member as Demonstrations (its own reader checks it)."""
+        from lfi_gym.agents.data import Demonstrations
+        from lfi_gym.agents.demofile import DemonstrationsFileError
+
+        data = self.read(name, MAX_DEMONSTRATIONS_BYTES)
+        try:
+            return Demonstrations.from_bytes(data, name=name)
+        except DemonstrationsFileError as exc:
+            raise self.error(name, str(exc)) from None
 
     def load_weights(self, name: str, module: nn.Module) -> None:
         """Load the member (:func:`weights_bytes`) into ``module``: exactly its tensors, of
