@@ -25,6 +25,7 @@ import json
 import math
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Collection, Iterator
 from functools import cache
 from typing import Any
@@ -73,7 +74,7 @@ class AgentFileReader:
     def __init__(self, zf: zipfile.ZipFile, label: str, allowed: Collection[str]) -> None:
         self.zf, self.label = zf, label
         names = zf.namelist()
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = sorted(n for n, count in Counter(names).items() if count > 1)
         if duplicates:
             raise AgentFileError(f"{label}: member {duplicates[0]!r} appears more than once")
         unknown = sorted(set(names) - set(allowed))
