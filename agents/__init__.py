@@ -20,6 +20,7 @@ from lfi_gym.agents.pgrank import PGRank
 from lfi_gym.agents.plackett_luce import PlackettLucePolicy
 from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.agents.ppo import PPO
+from lfi_gym.agents.serialization import AgentFileError
 from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
 
 #: Agents by the short name used on the command line (``lfi-gym compare --agents``).
@@ -42,6 +43,7 @@ __all__ = [
     "DRIL",
     "LOLS",
     "PPO",
+    "AgentFileError",
     "AggreVaTeD",
     "BaseAgent",
     "DAgger",

@@ -1,17 +1,20 @@
 """What every lfi-gym agent shares: SB3-style callbacks, logger, progress bar and files.
 
-An agent file is a zip, like an SB3 model: ``agent.json`` (class, hyperparameters,
-counters), ``policy.pt`` (the learner), ``optimizer.pt`` and optional extra members
-(e.g. DAgger's aggregated data and the env's State), so that ``Agent.load(path, env)``
-resumes training. BC does not store its demonstrations: give them back with
-``set_demonstrations``.
+An agent file is a zip, like an SB3 model, so that ``Agent.load(path, env)`` resumes
+training: ``agent.json`` (class, hyperparameters, counters), ``policy.json`` (the learner's
+class, by a name from an allow-list, and its constructor arguments) and
+``policy.safetensors`` (its weights), then the agent's own members: optimizer states, RNG
+states, counters and the env's State as :mod:`lfi_gym.envs.codec` blobs (``*.data``), more
+weights as safetensors, demonstrations as ``.lfid``. Loading never unpickles nor imports by
+name; it reads only the members the agent expects, each under a size cap, and refuses
+anything else with :class:`~lfi_gym.agents.serialization.AgentFileError` (see
+:mod:`lfi_gym.agents.serialization`). BC does not store its demonstrations: give them back
+with ``set_demonstrations``.
 """
 
 from __future__ import annotations
 
 import inspect
-import io
-import json
 import os
 import zipfile
 from abc import ABC, abstractmethod
@@ -26,11 +29,18 @@ from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import configure_logger, get_device, set_random_seed
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.files import atomic_write, pre_package_names
+from lfi_gym.agents.files import atomic_write
+from lfi_gym.agents.serialization import (
+    AgentFileError,
+    AgentFileReader,
+    json_bytes,
+    policy_members,
+    read_policy,
+)
 from lfi_gym.envs.policies import check_spaces
 from lfi_gym.envs.validation import check_positive_int
 
-AGENT_FILE_VERSION = 1
+AGENT_FILE_VERSION = 2
 
 
 class BaseAgent(ABC):
@@ -62,6 +72,9 @@ class BaseAgent(ABC):
     )
     #: Set for each subclass from its ``__init__`` when the class is created.
     hyperparameter_names: ClassVar[tuple[str, ...]] = ()
+    #: The members a subclass's files may hold besides ``agent.json`` and the policy's
+    #: (what ``_extra_members`` writes); any other member refuses the file.
+    FILE_MEMBERS: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -221,9 +234,15 @@ class BaseAgent(ABC):
             "seed": self.seed,
             "extra": _jsonable(self._extra_metadata()),
         }
-        members = {"agent.json": json.dumps(meta, indent=2, sort_keys=True).encode()}
+        members = {"agent.json": json_bytes(meta)}
         members.update(self._extra_members())
-        members["policy.pt"] = torch_bytes(_policy_payload(self.policy))
+        members.update(policy_members(self.policy))
+        unexpected = set(members) - self.file_member_names()
+        if unexpected:  # a subclass wrote a member that load would refuse
+            raise RuntimeError(
+                f"{type(self).__name__} writes {sorted(unexpected)}: add them to "
+                f"{type(self).__name__}.FILE_MEMBERS"
+            )
         with atomic_write(path) as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, data in members.items():
                 zf.writestr(name, data)
@@ -239,7 +258,8 @@ class BaseAgent(ABC):
     ) -> BaseAgent:
         """Load an agent saved by :meth:`save`; pass ``env`` to continue training.
 
-        Like SB3 and ``torch.load``, loading unpickles the policy: load files you trust.
+        Loading runs no code from the file (no pickle): a malformed, oversized or forged
+        file raises :class:`~lfi_gym.agents.serialization.AgentFileError`.
         ``kwargs`` override saved hyperparameters and the seed (e.g. ``verbose=1``).
         """
         path = Path(path)
@@ -248,30 +268,26 @@ class BaseAgent(ABC):
         try:
             zf = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
-            raise ValueError(f"{path}: not an lfi-gym agent file ({exc})") from exc
+            raise AgentFileError(f"{path}: not an lfi-gym agent file ({exc})") from exc
         with zf:
-            try:
-                meta = json.loads(zf.read("agent.json"))
-            except KeyError:
-                raise ValueError(f"{path}: not an lfi-gym agent file (no agent.json)") from None
-            if meta.get("class") != cls.__name__:
-                raise ValueError(
-                    f"{path} holds a {meta.get('class')} agent; load it with "
-                    f"{meta.get('class')}.load(path)"
-                )
-            if meta.get("file_version") != AGENT_FILE_VERSION:
-                raise ValueError(
-                    f"{path}: agent file version {meta.get('file_version')}, this lfi-gym "
-                    f"reads version {AGENT_FILE_VERSION}"
-                )
-            members = {name: zf.read(name) for name in zf.namelist()}
-        device_obj = get_device(device)
-        hyperparameters = {**meta["hyperparameters"], "seed": meta.get("seed"), **kwargs}
-        with pre_package_names(str(path)):
-            policy = _policy_from_payload(torch_load(members.pop("policy.pt"), device_obj))
+            if "agent.json" not in zf.namelist():
+                raise AgentFileError(f"{path}: not an lfi-gym agent file (no agent.json)")
+            meta = AgentFileReader(zf, str(path), {"agent.json"} | set(zf.namelist())).json(
+                "agent.json"
+            )
+            _check_meta(meta, path, cls)
+            members = AgentFileReader(zf, str(path), cls.file_member_names())
+            device_obj = get_device(device)
+            hyperparameters = {**meta["hyperparameters"], "seed": meta.get("seed"), **kwargs}
+            policy = read_policy(members, device_obj)
             agent = cls._from_saved(env, policy, hyperparameters, meta, members, device=device)
         agent.num_timesteps = meta["num_timesteps"]
         return agent
+
+    @classmethod
+    def file_member_names(cls) -> frozenset[str]:
+        """Every member this agent's files may hold."""
+        return frozenset({"agent.json", "policy.json", "policy.safetensors"}) | cls.FILE_MEMBERS
 
     @classmethod
     @abstractmethod
@@ -281,10 +297,10 @@ class BaseAgent(ABC):
         policy,
         hyperparameters: dict[str, Any],
         meta: dict[str, Any],
-        members: dict[str, bytes],
+        members: AgentFileReader,
         device: str,
     ) -> BaseAgent:
-        """Rebuild the agent from what :meth:`save` wrote."""
+        """Rebuild the agent from what :meth:`save` wrote; ``members`` reads its members."""
 
     def _extra_metadata(self) -> dict[str, Any]:
         return {}
@@ -360,25 +376,35 @@ def _jsonable(value: Any) -> Any:
     )
 
 
-def _policy_payload(policy: Any) -> dict[str, Any]:
-    return {
-        "class": policy.__class__,
-        "constructor": policy._get_constructor_parameters(),
-        "state_dict": policy.state_dict(),
+def _check_meta(meta: Any, path: Path, cls: type[BaseAgent]) -> None:
+    """``agent.json``'s fields: an agent file of this lfi-gym, for ``cls``."""
+    if not isinstance(meta, dict) or meta.get("format") != "lfi-gym.agent":
+        raise AgentFileError(f"{path}: not an lfi-gym agent file (agent.json is not one)")
+    version = meta.get("file_version")
+    if version != AGENT_FILE_VERSION:
+        older = isinstance(version, int) and not isinstance(version, bool)
+        if older and version < AGENT_FILE_VERSION:
+            raise AgentFileError(
+                f"{path}: agent file version {version} was written by an older lfi-gym; this "
+                f"one reads version {AGENT_FILE_VERSION}. Re-create it (train the agent again) "
+                "with this version"
+            )
+        raise AgentFileError(
+            f"{path}: agent file version {version!r}, this lfi-gym reads version "
+            f"{AGENT_FILE_VERSION}; load it with the lfi-gym that wrote it"
+        )
+    if meta.get("class") != cls.__name__:
+        raise ValueError(
+            f"{path} holds a {meta.get('class')} agent; load it with {meta.get('class')}.load(path)"
+        )
+    fields = {
+        "hyperparameters": dict,
+        "num_timesteps": int,
+        "extra": dict,
     }
-
-
-def _policy_from_payload(payload: dict[str, Any]) -> Any:
-    policy = payload["class"](**payload["constructor"])
-    policy.load_state_dict(payload["state_dict"])
-    return policy.to(next(iter(payload["state_dict"].values())).device)
-
-
-def torch_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def torch_load(data: bytes, device: torch.device) -> Any:
-    return torch.load(io.BytesIO(data), map_location=device, weights_only=False)
+    for key, kind in fields.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise AgentFileError(f"{path}: member 'agent.json': malformed {key!r}")
+    seed = meta.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise AgentFileError(f"{path}: member 'agent.json': malformed 'seed'")

@@ -139,6 +139,8 @@ class BC(BaseAgent):
 
     # -- files ---------------------------------------------------------------------------
 
+    FILE_MEMBERS = SupervisedTrainer.FILE_MEMBERS
+
     def _extra_members(self) -> dict[str, bytes]:
         return self.trainer.file_members()
 

@@ -23,9 +23,15 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
+from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations, TransitionBuffer
 from lfi_gym.agents.learners import learner_for_env
+from lfi_gym.agents.serialization import (
+    check_count,
+    data_bytes,
+    decode_value,
+    encode_value,
+)
 from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
 from lfi_gym.envs.core import RestartableEnv, StateError
 from lfi_gym.envs.policies import OraclePolicy, as_policy, check_spaces
@@ -263,8 +269,12 @@ class DAgger(BaseAgent):
         params.update(self.trainer.hyperparameters())
         return params
 
+    FILE_MEMBERS = SupervisedTrainer.FILE_MEMBERS | {"aggregate.lfid", "rollout.data"}
+
     def _extra_metadata(self) -> dict[str, Any]:
-        return {"round": self.round}
+        # retrain_from_scratch rebuilds the learner from its name and kwargs.
+        spec = self._policy_spec if isinstance(self._policy_spec[0], str) else None
+        return {"round": self.round, "policy_spec": encode_value(spec, "DAgger's policy_kwargs")}
 
     def _extra_members(self) -> dict[str, bytes]:
         members = self.trainer.file_members()
@@ -273,15 +283,14 @@ class DAgger(BaseAgent):
         rollout: dict[str, Any] = {
             "rng": self._rng.bit_generator.state,
             "env_state": None,
-            "episode_return": self._episode_return,
-            "policy_spec": self._policy_spec if isinstance(self._policy_spec[0], str) else None,
+            "episode_return": float(self._episode_return),
         }
         # The restart contract lets a checkpoint resume mid-episode, exactly where the
         # rollout stopped, instead of starting a fresh episode.
         if self._obs is not None and isinstance(self.env.unwrapped, RestartableEnv):
             rollout["env_state"] = self.env.unwrapped.get_state()
-            rollout["episode_start"] = self._episode_start
-        members["rollout.pt"] = torch_bytes(rollout)
+            rollout["episode_start"] = bool(self._episode_start)
+        members["rollout.data"] = data_bytes(rollout)
         return members
 
     @classmethod
@@ -293,7 +302,12 @@ class DAgger(BaseAgent):
             )
         demos = None
         if "aggregate.lfid" in members:
-            demos = Demonstrations.from_bytes(members["aggregate.lfid"], name="aggregate.lfid")
+            demos = members.demonstrations("aggregate.lfid")
+        with members.reading("agent.json"):
+            spec = decode_value(meta["extra"].get("policy_spec"))
+            if spec is not None and not (isinstance(spec, tuple) and len(spec) == 2):
+                raise ValueError(f"malformed policy_spec {spec!r}")
+            round_ = check_count(meta["extra"]["round"])
         expert = hyperparameters.pop("expert", None)
         agent = cls(
             env,
@@ -304,13 +318,16 @@ class DAgger(BaseAgent):
             **hyperparameters,
         )
         agent.trainer.restore_file_members(members)
-        agent.round = meta["extra"]["round"]
-        if "rollout.pt" in members:
-            rollout = torch_load(members["rollout.pt"], agent.device)
-            agent._rng.bit_generator.state = rollout["rng"]
-            if rollout.get("policy_spec") is not None:
-                agent._policy_spec = rollout["policy_spec"]  # retrain_from_scratch needs it
-            state = rollout["env_state"]
+        agent.round = round_
+        if spec is not None:
+            agent._policy_spec = spec  # retrain_from_scratch needs it
+        if "rollout.data" in members:
+            rollout = members.data("rollout.data")
+            with members.reading("rollout.data"):
+                agent._rng.bit_generator.state = rollout["rng"]
+                state = rollout["env_state"]
+                episode_start = bool(rollout.get("episode_start", True))
+                episode_return = float(rollout.get("episode_return", 0.0))
             if state is not None and env is not None and isinstance(env.unwrapped, RestartableEnv):
                 try:
                     # Through the wrapper stack, so the user's wrappers see the restart.
@@ -322,7 +339,7 @@ class DAgger(BaseAgent):
                         stacklevel=3,
                     )
                 else:
-                    agent._episode_start = rollout["episode_start"]
-                    agent._episode_return = rollout.get("episode_return", 0.0)
+                    agent._episode_start = episode_start
+                    agent._episode_return = episode_return
                     agent._needs_first_reset = False
         return agent

@@ -40,8 +40,8 @@ The ensemble and the BC warm start are fit on the first ``learn`` call (or by
 
 from __future__ import annotations
 
-import io
 import json
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
@@ -53,13 +53,22 @@ from stable_baselines3.common.utils import set_random_seed
 from torch import nn
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
+from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.learners import (
     features_network,
     is_atari_frames,
     is_minatar_grid,
     resolve_policy,
+)
+from lfi_gym.agents.serialization import (
+    MAX_STATE_BYTES,
+    check_count,
+    data_bytes,
+    decode_value,
+    encode_value,
+    optimizer_bytes,
+    weights_bytes,
 )
 from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
 from lfi_gym.envs.validation import (
@@ -541,65 +550,139 @@ class DRIL(BaseAgent):
 
     # -- files ---------------------------------------------------------------------------
 
+    FILE_MEMBERS = frozenset(
+        {
+            "demonstrations.lfid",
+            "ensemble.safetensors",
+            "dril.data",
+            "bc_optimizer.data",
+            "rl_model.data",
+            "rl_optimizer.data",
+        }
+    )
+
     def _extra_metadata(self) -> dict[str, Any]:
         return {
             "pretrained": self.pretrained,
             "policy_name": self._policy_name,
+            "policy_kwargs": encode_value(self._policy_kwargs, "DRIL's policy_kwargs"),
             "env": _env_make_args(self.env),
         }
 
     def _extra_members(self) -> dict[str, bytes]:
-        buffer = io.BytesIO()
-        self.model.save(buffer)
+        # The RL model goes through the agent-file format too (its policy is policy.*):
+        # not SB3's save, which pickles schedules and classes.
         dril_state = {
-            "ensemble": self.ensemble.state_dict(),
             "bootstrap_counts": self.bootstrap_counts,
             "thresholds": self.thresholds,
-            "bc_optimizer": self._bc.optimizer.state_dict(),
             "rng": self._rng.bit_generator.state,
-            "policy_kwargs": self._policy_kwargs,
         }
         return {
-            "rl_model.zip": buffer.getvalue(),
             "demonstrations.lfid": self.demonstrations.to_bytes(),
-            "dril.pt": torch_bytes(dril_state),
+            "ensemble.safetensors": weights_bytes(self.ensemble),
+            "dril.data": data_bytes(dril_state),
+            "bc_optimizer.data": optimizer_bytes(self._bc.optimizer),
+            "rl_model.data": data_bytes(_rl_counters(self.model)),
+            "rl_optimizer.data": optimizer_bytes(self.model.policy.optimizer),
         }
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
         extra = meta["extra"]
+        with members.reading("agent.json"):
+            policy_name = extra["policy_name"]
+            if policy_name not in ("MlpPolicy", "CnnPolicy"):
+                raise ValueError(f"unknown policy_name {policy_name!r}")
+            policy_kwargs = decode_value(extra["policy_kwargs"])
+            pretrained = extra["pretrained"]
+            if not isinstance(pretrained, bool):
+                raise ValueError(f"malformed pretrained {pretrained!r}")
+            make_args = extra.get("env")
+            if make_args is not None and not (
+                isinstance(make_args, dict)
+                and isinstance(make_args.get("id"), str)
+                and isinstance(make_args.get("kwargs"), dict)
+            ):
+                raise ValueError(f"malformed env {make_args!r}")
         if env is None:
-            if extra.get("env") is None:
+            if make_args is None:
                 raise ValueError(
                     "this DRIL was trained on an env without a JSON-able spec: pass env= to "
                     "DRIL.load"
                 )
-            env = gym.make(extra["env"]["id"], **extra["env"]["kwargs"])
-        demos = Demonstrations.from_bytes(
-            members["demonstrations.lfid"], name="demonstrations.lfid"
-        )
-        state = torch_load(members["dril.pt"], torch.device("cpu"))
+            env = gym.make(make_args["id"], **make_args["kwargs"])
+        demos = members.demonstrations("demonstrations.lfid")
         agent = cls(
             env,
             demos,
-            policy=extra["policy_name"],
-            policy_kwargs=state["policy_kwargs"],
+            policy=policy_name,
+            policy_kwargs=policy_kwargs,
             device=device,
             **hyperparameters,
         )
-        agent.ensemble.load_state_dict(state["ensemble"])
-        agent.bootstrap_counts = state["bootstrap_counts"]
-        agent.thresholds = state["thresholds"]
-        if agent.thresholds is not None:
-            agent.reward_env.thresholds = agent.thresholds
-        agent._rng.bit_generator.state = state["rng"]
-        agent.model = agent.model.load(
-            io.BytesIO(members["rl_model.zip"]), env=agent.reward_env, device=agent.device
-        )
+        members.load_weights("ensemble.safetensors", agent.ensemble)
+        # The bootstrap counts grow with the demonstrations.
+        cap = MAX_STATE_BYTES + 8 * agent.ensemble_size * len(demos)
+        state = members.data("dril.data", cap)
+        with members.reading("dril.data"):
+            counts = np.asarray(state["bootstrap_counts"])
+            if counts.shape != agent.bootstrap_counts.shape or counts.dtype.kind not in "iu":
+                raise ValueError(
+                    f"bootstrap_counts {counts.dtype} {counts.shape} do not fit "
+                    f"{agent.ensemble_size} members x {len(demos)} demonstrations"
+                )
+            thresholds = state["thresholds"]
+            if thresholds is not None:
+                thresholds = np.array(thresholds, dtype=np.float64)
+                if thresholds.shape != (env.action_space.n,):
+                    raise ValueError(f"thresholds of shape {thresholds.shape}")
+            agent._rng.bit_generator.state = state["rng"]
+        agent.bootstrap_counts = np.array(counts)
+        agent.thresholds = thresholds
+        if thresholds is not None:
+            agent.reward_env.thresholds = thresholds
+        agent.model.policy.load_state_dict(policy.state_dict())
+        members.load_optimizer("rl_optimizer.data", agent.model.policy.optimizer)
+        counters = members.data("rl_model.data")
+        with members.reading("rl_model.data"):
+            _restore_rl_counters(agent.model, counters)
         agent._bc = agent._make_bc_trainer()  # on the loaded learner
-        agent._bc.optimizer.load_state_dict(state["bc_optimizer"])
-        agent.pretrained = bool(extra["pretrained"])
+        members.load_optimizer("bc_optimizer.data", agent._bc.optimizer)
+        agent.pretrained = pretrained
         return agent
+
+
+def _rl_counters(model: Any) -> dict[str, Any]:
+    """What an SB3 model changes as it trains, besides its weights and optimizer (what SB3's
+    own ``load`` restores of it; the rest are hyperparameters DRIL rebuilds the model with)."""
+    return {
+        "num_timesteps": model.num_timesteps,
+        "n_updates": model._n_updates,
+        "episode_num": model._episode_num,
+        "current_progress_remaining": float(model._current_progress_remaining),
+        "total_timesteps": model._total_timesteps,
+        "num_timesteps_at_start": model._num_timesteps_at_start,
+        # None until the first learn call.
+        "ep_info_buffer": None if model.ep_info_buffer is None else list(model.ep_info_buffer),
+        "ep_success_buffer": (
+            None if model.ep_success_buffer is None else list(model.ep_success_buffer)
+        ),
+    }
+
+
+def _restore_rl_counters(model: Any, counters: dict[str, Any]) -> None:
+    model.num_timesteps = check_count(counters["num_timesteps"])
+    model._n_updates = check_count(counters["n_updates"])
+    model._episode_num = check_count(counters["episode_num"])
+    model._current_progress_remaining = float(counters["current_progress_remaining"])
+    model._total_timesteps = check_count(counters["total_timesteps"])
+    model._num_timesteps_at_start = check_count(counters["num_timesteps_at_start"])
+    window = model._stats_window_size
+    for key in ("ep_info_buffer", "ep_success_buffer"):
+        entries = counters[key]
+        if entries is not None and not isinstance(entries, list):
+            raise ValueError(f"malformed {key}")
+        setattr(model, key, None if entries is None else deque(entries, maxlen=window))
 
 
 def _env_make_args(env: gym.Env) -> dict[str, Any] | None:

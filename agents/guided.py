@@ -34,6 +34,7 @@ import numpy as np
 
 from lfi_gym.agents.ppo import PPO
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan
+from lfi_gym.agents.serialization import json_bytes
 from lfi_gym.envs.policies import as_policy, space_mismatch
 from lfi_gym.envs.validation import check_positive_int, check_probability, is_int
 
@@ -172,20 +173,24 @@ class LOLS(_Alternating):
             self.mode = "ppo++" if self._plan_rng.random() < self.tau else "aggrevated"
         return self.mode
 
-    def _extra_members(self) -> dict[str, bytes]:
-        from lfi_gym.agents.base import torch_bytes
+    FILE_MEMBERS = PPO.FILE_MEMBERS | {"lols.json"}
 
+    def _extra_members(self) -> dict[str, bytes]:
         members = super()._extra_members()
-        members["lols.pt"] = torch_bytes({"mode": self.mode, "iteration": self._mode_iteration})
+        members["lols.json"] = json_bytes({"mode": self.mode, "iteration": self._mode_iteration})
         return members
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
-        from lfi_gym.agents.base import torch_load
-
         agent = super()._from_saved(env, policy, hyperparameters, meta, members, device)
-        saved = torch_load(members["lols.pt"], agent.device)
-        agent.mode, agent._mode_iteration = saved["mode"], saved["iteration"]
+        saved = members.json("lols.json")
+        with members.reading("lols.json"):
+            if saved["mode"] not in ("ppo++", "aggrevated"):
+                raise ValueError(f"unknown mode {saved['mode']!r}")
+            iteration = saved["iteration"]
+            if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < -1:
+                raise ValueError(f"malformed iteration {iteration!r}")
+            agent.mode, agent._mode_iteration = saved["mode"], iteration
         return agent
 
 

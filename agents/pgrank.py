@@ -18,8 +18,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import BaseAgent, torch_bytes, torch_load
+from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.learners import is_ranking_space, make_learner
+from lfi_gym.agents.serialization import check_count, data_bytes, optimizer_bytes
 from lfi_gym.envs.policies import check_spaces
 from lfi_gym.envs.validation import (
     check_non_negative_float,
@@ -207,6 +208,8 @@ class PGRank(BaseAgent):
 
     # -- files --------------------------------------------------------------------------------
 
+    FILE_MEMBERS = frozenset({"optimizer.data", "trainer.data"})
+
     def _extra_metadata(self) -> dict[str, Any]:
         return {"n_updates": self._n_updates}
 
@@ -218,20 +221,23 @@ class PGRank(BaseAgent):
         if self.env is not None and not self._needs_first_reset:
             trainer["env_state"] = self.env.unwrapped.get_state()
         return {
-            "optimizer.pt": torch_bytes(self.optimizer.state_dict()),
-            "trainer.pt": torch_bytes(trainer),
+            "optimizer.data": optimizer_bytes(self.optimizer),
+            "trainer.data": data_bytes(trainer),
         }
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
         agent = cls(env, policy, device=device, **hyperparameters)
-        agent.optimizer.load_state_dict(torch_load(members["optimizer.pt"], agent.device))
-        trainer = torch_load(members["trainer.pt"], torch.device("cpu"))
-        agent._generator.set_state(trainer["generator"])
-        agent._n_updates = meta["extra"]["n_updates"]
-        state = trainer["env_state"]
-        if state is not None and env is not None:
+        members.load_optimizer("optimizer.data", agent.optimizer)
+        trainer = members.data("trainer.data")
+        with members.reading("trainer.data"):
+            state = np.array(trainer["generator"], dtype=np.uint8)
+            agent._generator.set_state(torch.from_numpy(state))
+            env_state = trainer["env_state"]
+        with members.reading("agent.json"):
+            agent._n_updates = check_count(meta["extra"]["n_updates"])
+        if env_state is not None and env is not None:
             # The env's RNG decides the next query: resume it exactly.
-            env.reset(options={"state": state})
+            env.reset(options={"state": env_state})
             agent._needs_first_reset = False
         return agent

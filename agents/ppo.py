@@ -43,16 +43,17 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import (
-    BaseAgent,
-    _policy_from_payload,
-    _policy_payload,
-    torch_bytes,
-    torch_load,
-)
+from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.learners import action_log_prob, make_learner
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
+from lfi_gym.agents.serialization import (
+    check_count,
+    data_bytes,
+    optimizer_bytes,
+    policy_members,
+    read_policy,
+)
 from lfi_gym.envs.policies import space_mismatch
 from lfi_gym.envs.validation import (
     check_non_negative_float,
@@ -476,6 +477,10 @@ class PPO(BaseAgent):
 
     # -- files --------------------------------------------------------------------------
 
+    FILE_MEMBERS = frozenset(
+        {"optimizer.data", "trainer.data", "reference.json", "reference.safetensors"}
+    )
+
     def _extra_members(self) -> dict[str, bytes]:
         trainer = {
             "rng": self._rng.bit_generator.state,
@@ -483,32 +488,33 @@ class PPO(BaseAgent):
             "torch_rng": torch.get_rng_state(),
             "iteration": self.iteration,
             "n_updates": self._n_updates,
-            "kl_coef": self.kl_controller.coef,
+            "kl_coef": float(self.kl_controller.coef),
         }
         members = {
-            "optimizer.pt": torch_bytes(self.optimizer.state_dict()),
-            "trainer.pt": torch_bytes(trainer),
+            "optimizer.data": optimizer_bytes(self.optimizer),
+            "trainer.data": data_bytes(trainer),
         }
         if self.reference is not None:
-            members["reference.pt"] = torch_bytes(_policy_payload(self.reference))
+            members.update(policy_members(self.reference, prefix="reference"))
         return members
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
         agent = cls(env, policy=policy, device=device, **hyperparameters)
-        if "reference.pt" in members:
-            payload = torch_load(members["reference.pt"], agent.device)
-            agent.reference = _policy_from_payload(payload).requires_grad_(False)
-        agent.optimizer.load_state_dict(torch_load(members["optimizer.pt"], agent.device))
-        trainer = torch_load(members["trainer.pt"], agent.device)
-        agent._rng.bit_generator.state = trainer["rng"]
-        agent._plan_rng.bit_generator.state = trainer["plan_rng"]
-        # Sampling draws from torch's global generator: restoring it makes a resumed run
-        # repeat the uninterrupted one exactly.
-        torch.set_rng_state(trainer["torch_rng"])
-        agent.iteration = trainer["iteration"]
-        agent._n_updates = trainer["n_updates"]
-        agent.kl_controller.coef = trainer["kl_coef"]
+        if "reference.json" in members:
+            agent.reference = read_policy(members, agent.device, prefix="reference")
+            agent.reference.requires_grad_(False)
+        members.load_optimizer("optimizer.data", agent.optimizer)
+        trainer = members.data("trainer.data")
+        with members.reading("trainer.data"):
+            agent._rng.bit_generator.state = trainer["rng"]
+            agent._plan_rng.bit_generator.state = trainer["plan_rng"]
+            # Sampling draws from torch's global generator: restoring it makes a resumed run
+            # repeat the uninterrupted one exactly.
+            torch.set_rng_state(torch.from_numpy(np.array(trainer["torch_rng"], dtype=np.uint8)))
+            agent.iteration = check_count(trainer["iteration"])
+            agent._n_updates = check_count(trainer["n_updates"])
+            agent.kl_controller.coef = float(trainer["kl_coef"])
         return agent
 
 

@@ -21,9 +21,14 @@ import numpy as np
 import torch
 from stable_baselines3.common.logger import Logger
 
-from lfi_gym.agents.base import torch_bytes, torch_load
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.learners import action_log_prob
+from lfi_gym.agents.serialization import (
+    AgentFileReader,
+    check_count,
+    data_bytes,
+    optimizer_bytes,
+)
 from lfi_gym.envs.policies import space_mismatch
 from lfi_gym.envs.validation import (
     check_non_negative_float,
@@ -184,23 +189,28 @@ class SupervisedTrainer:
         self.rng.bit_generator.state = state["rng"]
         self.n_updates = state["n_updates"]
 
+    #: The members :meth:`file_members` writes.
+    FILE_MEMBERS = frozenset({"optimizer.data", "trainer.data"})
+
     def file_members(self) -> dict[str, bytes]:
-        """The state as agent-file members (BC's and DAgger's): ``optimizer.pt`` and
-        ``trainer.pt`` (RNG and update count)."""
-        state = self.state_dict()
+        """The state as agent-file members (BC's and DAgger's): ``optimizer.data`` and
+        ``trainer.data`` (RNG and update count)."""
         return {
-            "optimizer.pt": torch_bytes(state["optimizer"]),
-            "trainer.pt": torch_bytes({"rng": state["rng"], "n_updates": state["n_updates"]}),
+            "optimizer.data": optimizer_bytes(self.optimizer),
+            "trainer.data": data_bytes(
+                {"rng": self.rng.bit_generator.state, "n_updates": self.n_updates}
+            ),
         }
 
-    def restore_file_members(self, members: dict[str, bytes]) -> None:
+    def restore_file_members(self, members: AgentFileReader) -> None:
         """Restore what :meth:`file_members` wrote (each member only if present)."""
-        if "optimizer.pt" in members:
-            self.optimizer.load_state_dict(torch_load(members["optimizer.pt"], self.device))
-        if "trainer.pt" in members:
-            trainer = torch_load(members["trainer.pt"], self.device)
-            self.rng.bit_generator.state = trainer["rng"]
-            self.n_updates = trainer["n_updates"]
+        if "optimizer.data" in members:
+            members.load_optimizer("optimizer.data", self.optimizer)
+        if "trainer.data" in members:
+            trainer = members.data("trainer.data")
+            with members.reading("trainer.data"):
+                self.rng.bit_generator.state = trainer["rng"]
+                self.n_updates = check_count(trainer["n_updates"])
 
 
 def check_demonstrations(

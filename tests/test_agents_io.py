@@ -425,32 +425,151 @@ def test_agent_files_hold_demonstrations_without_a_temporary_folder(
     np.testing.assert_array_equal(loaded_dril.demonstrations.observations, demos.observations)
 
 
-def test_a_file_from_before_the_lfi_gym_package_is_refused_by_name(
-    tmp_path, env, monkeypatch
-) -> None:
-    """Pickles written before the modules moved under lfi_gym name ``agents.*`` / ``envs.*``;
-    loading one says so instead of failing with "No module named 'agents'"."""
-    import sys
-    import types
-
-    from lfi_gym.agents.base import torch_bytes
+def test_a_version_1_file_is_refused_with_the_fix(tmp_path, env) -> None:
+    """Version 1 pickled the policy (policy.pt): such a file is refused by its version, before
+    any member is read, with the fix (train again with this version)."""
+    from lfi_gym.agents.serialization import AgentFileError
 
     path = BC(env, device="cpu").save(tmp_path / "old")
     with zipfile.ZipFile(path) as zf:
-        members = {name: zf.read(name) for name in zf.namelist()}
-    # What an old file's pickle holds: a class of the pre-package module ``agents.lm_policy``.
-    old_module = types.ModuleType("agents.lm_policy")
-    old_class = type("LMPolicy", (), {"__module__": "agents.lm_policy"})
-    old_module.LMPolicy = old_class
-    monkeypatch.setitem(sys.modules, "agents", types.ModuleType("agents"))
-    monkeypatch.setitem(sys.modules, "agents.lm_policy", old_module)
-    members["policy.pt"] = torch_bytes({"class": old_class, "constructor": {}, "state_dict": {}})
-    # No module of that name is importable now (not even the repository's agents/ folder
-    # when the tests run from its root).
-    monkeypatch.setitem(sys.modules, "agents", None)
-    monkeypatch.setitem(sys.modules, "agents.lm_policy", None)
+        meta = json.loads(zf.read("agent.json"))
+    meta["file_version"] = 1
     with zipfile.ZipFile(path, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    with pytest.raises(ValueError, match=r"older than the lfi_gym package.*'agents"):
+        zf.writestr("agent.json", json.dumps(meta))
+        zf.writestr("policy.pt", b"a version-1 torch pickle")
+    with pytest.raises(AgentFileError, match=r"version 1 was written by an older lfi-gym.*"
+                       r"Re-create it \(train the agent again\)"):  # fmt: skip
         BC.load(path)
+
+
+# -- every kind of learner through the file format ------------------------------------------
+
+
+class _ImageEnv(gym.Env):
+    """Channel-first uint8 frames: ``policy="auto"`` trains SB3's CnnPolicy (Nature CNN)."""
+
+    observation_space = gym.spaces.Box(0, 255, (3, 36, 36), dtype=np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self._t += 1
+        return self.observation_space.sample(), 0.0, self._t >= 10, False, {}
+
+
+class _DictEnv(_ImageEnv):
+    """Dict observations (not text, not ranking): ``policy="auto"`` is MultiInputPolicy."""
+
+    observation_space = gym.spaces.Dict(
+        {
+            "position": gym.spaces.Box(-1.0, 1.0, (3,), dtype=np.float32),
+            "frame": gym.spaces.Box(0, 255, (3, 36, 36), dtype=np.uint8),
+            "flag": gym.spaces.Discrete(2),
+        }
+    )
+
+
+def _learner_case(kind: str):
+    """(env, expert, policy) for one kind of learner."""
+    from sb3_contrib import QRDQN
+    from stable_baselines3 import DQN, PPO
+
+    if kind == "cnn":
+        env = _ImageEnv()
+        env.observation_space.seed(0)
+        return env, PPO("CnnPolicy", env, seed=1, device="cpu"), "auto"
+    if kind == "multi_input":
+        env = _DictEnv()
+        env.observation_space.seed(0)
+        return env, PPO("MultiInputPolicy", env, seed=1, device="cpu"), "auto"
+    if kind == "minatar":
+        env = gym.make("MinAtarImitation-Breakout-v0", horizon=60)
+        return env, envs.make_expert(env), "auto"
+    env = gym.make(ENV_ID)
+    model_class = {"dqn": DQN, "qrdqn": QRDQN}[kind]
+    return env, envs.make_expert(env), model_class("MlpPolicy", env, seed=1, device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["cnn", "multi_input", "minatar", "dqn", "qrdqn"])
+def test_every_kind_of_learner_saves_loads_and_resumes_exactly(kind, tmp_path) -> None:
+    """SB3's CNN (Nature CNN, MinAtar network), MultiInput, DQN and QR-DQN learners: the
+    file rebuilds the same policy (predictions) and training resumes bit for bit."""
+    import torch
+
+    env, expert, policy = _learner_case(kind)
+    demos = Demonstrations.collect(env, expert, n_steps=48, seed=0)
+    bc = BC(env, demos, policy=policy, seed=0, batch_size=16, device="cpu").learn(48)
+    path = bc.save(tmp_path / kind)
+    loaded = BC.load(path, env=env, device="cpu")
+    assert type(loaded.policy) is type(bc.policy)
+    obs = demos.select(np.arange(16)).observations
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], bc.predict(obs, deterministic=True)[0]
+    )
+    loaded.set_demonstrations(demos)
+    bc.learn(48, reset_num_timesteps=False)
+    loaded.learn(48, reset_num_timesteps=False)
+    for p, q in zip(bc.policy.parameters(), loaded.policy.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_an_lm_policy_saves_loads_and_resumes_exactly(tmp_path) -> None:
+    """LMPolicy's model is saved as its config (JSON) and safetensors weights, tied
+    embeddings once; loading builds it from transformers' own classes."""
+    import torch
+
+    env = gym.make("TextGen-TinyReviews-v0", max_new_tokens=4)
+    demos = Demonstrations.collect(env, envs.make_expert(env), n_steps=8, seed=0)
+    bc = BC(env, demos, seed=0, batch_size=4, device="cpu").learn(8)
+    path = bc.save(tmp_path / "lm")
+    with zipfile.ZipFile(path) as zf:
+        description = json.loads(zf.read("policy.json"))
+        weights = zf.read("policy.safetensors")
+    header = json.loads(weights[8 : 8 + int.from_bytes(weights[:8], "little")])
+    aliases = json.loads(header["__metadata__"]["aliases"])
+    assert aliases == {"model.lm_head.weight": "model.transformer.wte.weight"}  # tied, once
+    assert description["class"] == "lfi_gym.agents.lm_policy.LMPolicy"
+    assert description["constructor"]["model"]["transformers_config"]["model_type"] == "gpt2"
+    loaded = BC.load(path, env=env, device="cpu")
+    obs = demos.select(np.arange(8)).observations
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], bc.predict(obs, deterministic=True)[0]
+    )
+    loaded.set_demonstrations(demos)
+    bc.learn(8, reset_num_timesteps=False)
+    loaded.learn(8, reset_num_timesteps=False)
+    for p, q in zip(bc.policy.parameters(), loaded.policy.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_dril_on_minatar_round_trips_its_a2c_model(tmp_path) -> None:
+    """DRIL's A2C (RMSprop) on MinAtar's network: policy_kwargs name MinAtarCNN, the model's
+    optimizer and counters come back, and training goes on."""
+    import torch
+
+    from lfi_gym.agents import DRIL
+
+    env = gym.make("MinAtarImitation-Breakout-v0", horizon=60)
+    demos = Demonstrations.collect(env, envs.make_expert(env), n_steps=48, seed=0)
+    dril = DRIL(
+        env, demos, ensemble_size=2, ensemble_epochs=1, bc_epochs=1, n_envs=1,
+        rl_kwargs={"n_steps": 8}, seed=0, device="cpu",
+    ).learn(16)  # fmt: skip
+    path = dril.save(tmp_path / "dril")
+    loaded = DRIL.load(path, env=gym.make("MinAtarImitation-Breakout-v0", horizon=60))
+    assert type(loaded.model) is type(dril.model) and loaded.model._n_updates == 2
+    assert loaded.model.num_timesteps == dril.model.num_timesteps == 16
+    saved_state = dril.model.policy.optimizer.state_dict()["state"]
+    loaded_state = loaded.model.policy.optimizer.state_dict()["state"]
+    for key, value in saved_state.items():
+        assert torch.equal(value["square_avg"], loaded_state[key]["square_avg"])
+    obs = demos.observations[:16]
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], dril.predict(obs, deterministic=True)[0]
+    )
+    loaded.learn(16, reset_num_timesteps=False)
+    assert loaded.model._n_updates == 4

@@ -3,7 +3,9 @@ state, and DRIL training through it (a resumed DRIL steps like an uninterrupted 
 
 from __future__ import annotations
 
+import io
 import math
+import zipfile
 from typing import Any
 
 import gymnasium as gym
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from lfi_gym import agents, envs
+from lfi_gym.agents.serialization import AgentFileReader
 from lfi_gym.agents.supervised import SupervisedTrainer
 
 LN3 = math.log(3.0)
@@ -160,6 +163,15 @@ def test_loss_is_the_mean_negative_log_likelihood():
     assert trainer.loss(demos_of([0, 1, 1])) == pytest.approx(expected, abs=1e-12)
 
 
+def _zip_reader(members: dict[str, bytes]) -> AgentFileReader:
+    """The members as an agent file's zip holds them, read back as agents read them."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return AgentFileReader(zipfile.ZipFile(buffer), "<memory>", set(members))
+
+
 @pytest.mark.parametrize("via", ["state_dict", "file_members"])
 def test_restored_state_continues_like_the_uninterrupted_trainer(via):
     demos = demos_of([0, 1, 1, 0, 1, 1, 1])
@@ -174,7 +186,7 @@ def test_restored_state_continues_like_the_uninterrupted_trainer(via):
     if via == "state_dict":
         resumed.load_state_dict(first.state_dict())
     else:
-        resumed.restore_file_members(first.file_members())
+        resumed.restore_file_members(_zip_reader(first.file_members()))
     resumed.policy.load_state_dict(first.policy.state_dict())
     resumed.train_samples(demos, 14)
     assert resumed.n_updates == straight.n_updates
