@@ -109,7 +109,11 @@ def test_a_save_killed_mid_file_keeps_the_old_file_and_the_next_save_cleans_up(
     np.testing.assert_array_equal(Demonstrations.load(path).observations, new.observations)
 
 
-@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize(
+    ("mask", "expected"),
+    [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)],
+    ids=["umask022", "umask077", "umask002"],
+)
 def test_saved_files_follow_the_umask(tmp_path: Path, umask, mask: int, expected: int) -> None:
     os.umask(mask)
     path = tmp_path / "f.bin"
