@@ -6,7 +6,11 @@
     lfi-gym demos --env MinAtarImitation-Breakout-v0 --episodes 5 --out demos.lfid
 
 Bad input (unknown env id or agent, a non-positive count) is reported argparse-style on
-stderr with exit status 2 and the list of valid choices; no traceback.
+stderr with exit status 2 and the list of valid choices; no traceback. ``--out`` is checked
+before any work (its folder must exist or be creatable, and be writable), and any OSError
+(a full disk, a file that cannot be read) is one line on stderr with exit status 2. Should
+``compare`` fail to write its results at the end all the same, it writes them to a new
+temporary folder and names it, so that the run is not lost.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import dataclasses
 import itertools
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -34,9 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "compare" and args.suite == "atari-imitation":
-            return _atari_imitation(args)
-        if args.command == "compare":
+        if args.command == "compare" and args.suite != "atari-imitation":
             entries = _compare_entries(args.subparser, args)
         if args.command == "demos":
             _check_demos_args(args.subparser, args)
@@ -44,16 +48,79 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         if args.command == "compare":
+            from lfi_gym.compare import CURVES_FILE, RESULTS_FILE
+
+            # Before any training: a bad --out found after hours of it would lose the run.
+            problem = _output_folder_problem(args.out, (RESULTS_FILE, CURVES_FILE))
+            if problem:
+                hint = "give a writable folder (created if missing)"
+                return _error(args.subparser, f"--out {args.out!r} {problem}; {hint}")
+            if args.suite == "atari-imitation":
+                return _atari_imitation(args)
             return _compare(args, entries)
         if args.command == "envs":
             return _envs()
         if args.command == "demos":
+            if os.path.isdir(args.out):
+                return _error(
+                    args.subparser,
+                    f"--out {args.out!r} is a folder; give a file such as demos.lfid",
+                )
+            folder = os.path.dirname(os.path.abspath(args.out))
+            problem = _output_folder_problem(folder)
+            if problem:
+                message = f"--out {args.out!r}: its folder {folder!r} {problem}"
+                return _error(args.subparser, f"{message}; give a file in a writable folder")
             return _demos(args)
+    except SystemExit as exc:  # a usage error found while running (atari-imitation)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        return _error(getattr(args, "subparser", parser), _describe_os_error(exc))
     parser.print_help(sys.stderr)
     return EXIT_USAGE
+
+
+def _error(parser: argparse.ArgumentParser, message: str) -> int:
+    """argparse's ``prog: error: message`` as one line on stderr (no usage: the arguments
+    were well formed); returns the exit status."""
+    print(f"{parser.prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _describe_os_error(exc: OSError) -> str:
+    # "[Errno 13] Permission denied: 'x'" -> "x: Permission denied"; others keep their text.
+    if exc.strerror and exc.filename is not None:
+        names = [os.fsdecode(exc.filename)]
+        if exc.filename2 is not None:
+            names.append(os.fsdecode(exc.filename2))
+        return f"{' -> '.join(names)}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def _output_folder_problem(folder: str, file_names: Sequence[str] = ()) -> str | None:
+    """What keeps the command from writing into ``folder`` (created if missing, as the
+    command would), or None. Probes by creating and removing a file there, which also
+    catches read-only file systems and ACLs that permission bits do not show."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        return "is a file"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror or exc})"
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".lfi-gym-write-check-")
+    except OSError as exc:
+        return f"is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    for name in file_names:
+        if (path / name).is_dir():
+            return f"holds a folder {name}, where a file of that name goes"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,11 +344,29 @@ def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
                 bar.update(task, description=description, advance=advance)
 
             results = run_compare(entries, args.seeds, device=args.device, progress=report)
-    json_path, png_path = results.save(args.out)
     for table in _tables(results):
         console.print(table)
+    try:
+        json_path, png_path = results.save(args.out)
+    except OSError as exc:  # --out was writable at the start; a full disk, say
+        return _error(args.subparser, _save_elsewhere(results, args.out, exc))
     console.print(f"wrote {json_path} and {png_path}")
     return 0
+
+
+def _save_elsewhere(results: Any, out: str, exc: OSError) -> str:
+    """Save ``results`` to a new temporary folder after saving to ``out`` failed; returns
+    the error message, naming that folder."""
+    problem = f"could not write the results to --out {out!r} ({_describe_os_error(exc)})"
+    try:
+        folder = tempfile.mkdtemp(prefix="lfi-gym-compare-")
+        results.save(folder)
+    except OSError as second:
+        return (
+            f"{problem}, nor to a temporary folder ({_describe_os_error(second)}); "
+            "the tables above are all that is left of the run"
+        )
+    return f"{problem}; wrote them to {folder} instead"
 
 
 def _tables(results: Any) -> list[Table]:
@@ -328,18 +413,13 @@ def _tables(results: Any) -> list[Table]:
 
 
 def _check_demos_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors of ``demos`` (unknown id, env without oracle, bad path) exit 2."""
+    """Usage errors of ``demos`` (an unknown id) exit 2; main checks --out."""
     from lfi_gym import envs
 
     try:
         envs.check_env_id(args.env_id)
     except ValueError as exc:
         parser.error(str(exc))
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if os.path.isdir(args.out):
-        parser.error(f"--out {args.out!r} is a folder; give a file name such as demos.lfid")
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        parser.error(f"--out {args.out!r}: {folder!r} is not a folder")
 
 
 def _demos(args: argparse.Namespace) -> int:

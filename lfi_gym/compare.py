@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from lfi_gym import agents, envs
+from lfi_gym.agents.files import atomic_write
 from lfi_gym.envs.validation import check_positive_int
 from lfi_gym.suites import SuiteEntry
 
@@ -177,10 +178,10 @@ class CompareResults:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         json_path = out_dir / RESULTS_FILE
-        tmp = json_path.with_name(f".{json_path.name}.tmp")
         # allow_nan=False: a NaN would make the file unreadable by strict JSON parsers.
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
-        tmp.replace(json_path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        with atomic_write(json_path) as f:
+            f.write(text.encode())
         png_path = plot_learning_curves(self, out_dir / CURVES_FILE)
         return json_path, png_path
 
@@ -488,8 +489,8 @@ def plot_learning_curves(results: CompareResults, path: str | Path) -> Path:
         f"seed{'s' if n_seeds != 1 else ''}"
     )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     return path
 
 
