@@ -1,5 +1,4 @@
-"""Writing files so that an interrupted write never damages the previous version, and reading
-files that an older lfi-gym wrote."""
+"""Writing files so that an interrupted write never damages the previous version."""
 
 from __future__ import annotations
 
@@ -163,24 +162,3 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-#: Top-level module names of lfi-gym before its modules moved under ``lfi_gym``.
-_PRE_PACKAGE_MODULES = ("envs", "agents", "wrappers")
-
-
-@contextlib.contextmanager
-def pre_package_names(label: str) -> Iterator[None]:
-    """Turn the ModuleNotFoundError that unpickling an object saved by an lfi-gym older than
-    the ``lfi_gym`` package raises (its classes were ``envs.*`` / ``agents.*``) into a
-    ValueError that says so, instead of a confusing "No module named 'agents'"."""
-    try:
-        yield
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in _PRE_PACKAGE_MODULES:
-            raise
-        raise ValueError(
-            f"{label} was written by an lfi-gym older than the lfi_gym package: it names the "
-            f"module {exc.name!r}, now lfi_gym.{exc.name}. Re-create the file with this version "
-            "(collect the demonstrations or train the agent again)"
-        ) from exc

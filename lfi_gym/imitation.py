@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
+
+from lfi_gym.agents.files import atomic_write
 
 DEMO_COUNTS = (1, 3, 5, 10, 20)
 SWEEP_AGENTS = ("bc", "dagger", "dril")
@@ -307,10 +308,8 @@ def run_sweep(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        f.write((json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
 
 
 # -- analysis -------------------------------------------------------------------------

@@ -83,6 +83,26 @@ def test_compare_out_unwritable_exits_2_before_training(
     assert os.listdir(read_only) == []
 
 
+# /proc refuses new files even to root: the unwritable place that CI, running as root or
+# not, always has.
+proc_is_unwritable = pytest.mark.skipif(
+    not os.path.isdir("/proc/self"), reason="needs Linux's /proc"
+)
+
+
+@proc_is_unwritable
+def test_compare_out_in_a_place_nobody_may_write_exits_2(capsys, no_work) -> None:
+    assert main([*COMPARE, "--out", "/proc"]) == 2
+    assert "'/proc' is not writable" in one_error_line(capsys, "compare")
+
+
+@proc_is_unwritable
+def test_demos_out_in_a_place_nobody_may_write_exits_2(capsys, no_work) -> None:
+    assert main([*DEMOS, "--out", "/proc/demos.lfid"]) == 2
+    assert "'/proc' is not writable" in one_error_line(capsys, "demos")
+    assert not os.path.exists("/proc/demos.lfid")
+
+
 def test_compare_out_holding_a_folder_named_like_a_result_exits_2(tmp_path, capsys, no_work):
     (tmp_path / "results.json").mkdir()
     assert main([*COMPARE, "--out", str(tmp_path)]) == 2
@@ -168,7 +188,13 @@ def test_results_that_cannot_be_saved_go_to_a_temporary_folder(
 
 def test_results_that_cannot_be_saved_anywhere_say_so(tmp_path, capsys, monkeypatch) -> None:
     out = tmp_path / "out"
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # mkdtemp fails
+
+    def no_temporary_folder(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "tmp"))
+
+    # Patched, not pointed at a missing tempdir: torch creates its cache folder there when
+    # it first imports its compiler, which made the folder exist after all.
+    monkeypatch.setattr(tempfile, "mkdtemp", no_temporary_folder)
     _failing_save_to(out, monkeypatch)
     assert main([*COMPARE, *SMALL, "--out", str(out), "--no-progress"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
