@@ -211,6 +211,11 @@ class BaseAgent(ABC):
 
     # -- files ---------------------------------------------------------------------------
 
+    @classmethod
+    def saved_hyperparameter_names(cls) -> tuple[str, ...]:
+        """The names :meth:`get_hyperparameters` may save (a file naming others is refused)."""
+        return cls.hyperparameter_names
+
     def get_hyperparameters(self) -> dict[str, Any]:
         missing = [name for name in self.hyperparameter_names if not hasattr(self, name)]
         if missing:
@@ -394,7 +399,7 @@ def _check_meta(meta: Any, path: Path, cls: type[BaseAgent]) -> None:
             f"{AGENT_FILE_VERSION}; load it with the lfi-gym that wrote it"
         )
     if meta.get("class") != cls.__name__:
-        raise ValueError(
+        raise AgentFileError(
             f"{path} holds a {meta.get('class')} agent; load it with {meta.get('class')}.load(path)"
         )
     fields = {
@@ -405,6 +410,14 @@ def _check_meta(meta: Any, path: Path, cls: type[BaseAgent]) -> None:
     for key, kind in fields.items():
         if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise AgentFileError(f"{path}: member 'agent.json': malformed {key!r}")
+    if meta["num_timesteps"] < 0:
+        raise AgentFileError(f"{path}: member 'agent.json': negative 'num_timesteps'")
+    unknown = sorted(set(meta["hyperparameters"]) - set(cls.saved_hyperparameter_names()))
+    if unknown:
+        raise AgentFileError(
+            f"{path}: member 'agent.json': {cls.__name__} has no hyperparameter(s) "
+            f"{', '.join(map(repr, unknown))}"
+        )
     seed = meta.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise AgentFileError(f"{path}: member 'agent.json': malformed 'seed'")

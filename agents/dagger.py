@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations, TransitionBuffer
-from lfi_gym.agents.learners import learner_for_env
+from lfi_gym.agents.learners import LEARNER_CLASSES, POLICY_ALIASES, learner_for_env
 from lfi_gym.agents.serialization import (
     check_count,
     data_bytes,
@@ -264,6 +264,10 @@ class DAgger(BaseAgent):
 
     # -- files ---------------------------------------------------------------------------
 
+    @classmethod
+    def saved_hyperparameter_names(cls) -> tuple[str, ...]:
+        return (*cls.hyperparameter_names, *BC_DEFAULTS)
+
     def get_hyperparameters(self) -> dict[str, Any]:
         params = super().get_hyperparameters()
         params.update(self.trainer.hyperparameters())
@@ -304,9 +308,7 @@ class DAgger(BaseAgent):
         if "aggregate.lfid" in members:
             demos = members.demonstrations("aggregate.lfid")
         with members.reading("agent.json"):
-            spec = decode_value(meta["extra"].get("policy_spec"))
-            if spec is not None and not (isinstance(spec, tuple) and len(spec) == 2):
-                raise ValueError(f"malformed policy_spec {spec!r}")
+            spec = _saved_policy_spec(decode_value(meta["extra"].get("policy_spec")))
             round_ = check_count(meta["extra"]["round"])
         expert = hyperparameters.pop("expert", None)
         agent = cls(
@@ -343,3 +345,25 @@ class DAgger(BaseAgent):
                     agent._episode_return = episode_return
                     agent._needs_first_reset = False
         return agent
+
+
+#: Settings a file may not give the learner that DAgger rebuilds on retrain_from_scratch:
+#: they would let the file choose to run a model repository's own code.
+_REFUSED_LEARNER_SETTINGS = frozenset({"trust_remote_code", "code_revision"})
+
+
+def _saved_policy_spec(spec: Any) -> tuple[str, dict[str, Any] | None] | None:
+    """The ``(policy name, policy_kwargs)`` an agent file gives, if it names a learner
+    lfi-gym builds itself and carries no setting that could run code."""
+    if spec is None:
+        return None
+    if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], (dict, type(None)))):
+        raise ValueError(f"malformed policy_spec {spec!r}")
+    name, kwargs = spec
+    known = ("auto", *POLICY_ALIASES, *LEARNER_CLASSES)
+    if name not in known:
+        raise ValueError(f"policy_spec names {name!r}, not one of {', '.join(known)}")
+    refused = sorted(_REFUSED_LEARNER_SETTINGS.intersection(kwargs or {}))
+    if refused:
+        raise ValueError(f"policy_spec sets {', '.join(refused)}, which a file may not set")
+    return name, kwargs

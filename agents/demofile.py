@@ -52,7 +52,7 @@ import numpy as np
 
 from lfi_gym.agents.files import atomic_write
 from lfi_gym.envs import codec
-from lfi_gym.envs.codec import CodecError
+from lfi_gym.envs.codec import CodecError, parse_json
 
 FORMAT = "lfi-gym.demonstrations"
 SCHEMA_VERSION = 2
@@ -416,8 +416,8 @@ def _read_footer(f: BinaryIO, size: int, label: str) -> tuple[dict[str, Any], in
 
 def _json(raw: bytes, context: str) -> Any:
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return parse_json(raw)
+    except CodecError as exc:
         raise DemonstrationsFileError(f"{context} (not valid JSON: {exc})") from None
 
 

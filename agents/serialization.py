@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lfi_gym.envs.codec import CodecError, space_from_json, space_to_json, tree_bytes
+from lfi_gym.envs.codec import CodecError, parse_json, space_from_json, space_to_json, tree_bytes
 from lfi_gym.envs.codec import tree_from_bytes as _tree_from_bytes
 
 MIB = 1 << 20
@@ -122,9 +122,9 @@ class AgentFileReader:
 
     def json(self, name: str) -> Any:
         try:
-            return json.loads(self.read(name, MAX_JSON_BYTES))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise self.error(name, f"malformed JSON ({exc})") from None
+            return parse_json(self.read(name, MAX_JSON_BYTES))
+        except CodecError as exc:
+            raise self.error(name, str(exc)) from None
 
     def data(self, name: str, cap: int | None = None) -> Any:
         """A codec blob (:func:`data_bytes`), capped at ``cap`` (default MAX_STATE_BYTES)."""
@@ -228,8 +228,8 @@ def _safetensors_header(data: bytes) -> dict[str, Any] | None:
     if length > len(data) - 8:
         return None
     try:
-        header = json.loads(data[8 : 8 + length])
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        header = parse_json(data[8 : 8 + length])
+    except CodecError:
         return None
     return header if isinstance(header, dict) else None
 

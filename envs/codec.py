@@ -31,6 +31,9 @@ from lfi_gym.envs.core import State, state_class
 #: strings (never ``object``, which only pickle can fill).
 ARRAY_KINDS = frozenset("biufcUS")
 MAX_DEPTH = 64
+MAX_DIMENSIONS = 32  # numpy's own limit is 64
+#: Cap on the elements of a space's bounds (a forged shape must not allocate terabytes).
+MAX_SPACE_ELEMENTS = 1 << 26
 #: Default cap on one blob read by :func:`tree_from_bytes` (1 GiB).
 MAX_BLOB_BYTES = 1 << 30
 _HEADER_LENGTH_BYTES = 8
@@ -137,7 +140,12 @@ def _preview(node: Any) -> str:
 
 
 def _check_dtype(dtype: np.dtype) -> None:
-    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+    if (
+        dtype.kind not in ARRAY_KINDS
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+        or dtype.itemsize == 0
+    ):
         raise CodecError(
             f"arrays of dtype {dtype} cannot be saved (only plain numeric, bool "
             "and fixed-width string dtypes)"
@@ -240,7 +248,7 @@ def _tree_from_bytes(data: bytes, max_bytes: int) -> Any:
     header_length = int.from_bytes(data[len(_MAGIC) : start], "little")
     if header_length > len(data) - start:
         raise CodecError("truncated header")
-    header = _json_loads(data[start : start + header_length])
+    header = parse_json(data[start : start + header_length])
     if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
         raise CodecError("malformed header")
     body = memoryview(data)[start + header_length :]
@@ -260,6 +268,8 @@ def _array_from(entry: Any, body: memoryview) -> np.ndarray:
         and offset >= 0
     ):
         raise CodecError(f"malformed array entry {_preview(entry)}")
+    if len(shape) > MAX_DIMENSIONS:
+        raise CodecError(f"array of {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
     nbytes = math.prod(shape) * dtype.itemsize
     if offset + nbytes > len(body):
         raise CodecError(f"array at offset {offset} ({nbytes} bytes) lies outside the data")
@@ -268,10 +278,12 @@ def _array_from(entry: Any, body: memoryview) -> np.ndarray:
     return array
 
 
-def _json_loads(raw: bytes | str) -> Any:
+def parse_json(raw: bytes | str) -> Any:
+    """``json.loads`` whose every failure on malformed input is a :class:`CodecError`
+    (bad UTF-8 or syntax, nesting past the recursion limit, an int of over 4,300 digits)."""
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise CodecError(f"malformed JSON ({exc})") from None
 
 
@@ -328,14 +340,16 @@ def space_from_json(node: Any, _depth: int = 0) -> gym.Space:
     try:
         if kind == "Box":
             dtype, shape = _dtype(node["dtype"]), tuple(_int_list(node["shape"]))
+            _check_space_size(shape)
             low = _bound_from_json(node["low"], dtype, shape)
             high = _bound_from_json(node["high"], dtype, shape)
             return gym.spaces.Box(low, high, shape, dtype=dtype)
         if kind == "Discrete":
             return gym.spaces.Discrete(_int(node["n"]), start=_int(node["start"]))
         if kind == "MultiBinary":
-            n = node["n"]
-            return gym.spaces.MultiBinary(_int(n) if not isinstance(n, list) else _int_list(n))
+            n = _int(node["n"]) if not isinstance(node["n"], list) else _int_list(node["n"])
+            _check_space_size(n if isinstance(n, list) else [n])
+            return gym.spaces.MultiBinary(n)
         if kind == "MultiDiscrete":
             dtype = _dtype(node["dtype"])
             nvec = np.asarray(_nested_ints(node["nvec"]), dtype=dtype)
@@ -359,6 +373,15 @@ def space_from_json(node: Any, _depth: int = 0) -> gym.Space:
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"malformed {kind} space {_preview(node)} ({exc})") from None
     raise CodecError(f"unknown space type {_preview(kind)}")
+
+
+def _check_space_size(shape: Any) -> None:
+    if len(shape) > MAX_DIMENSIONS or any(n < 0 for n in shape):
+        raise CodecError(f"malformed space shape {_preview(list(shape))}")
+    if math.prod(shape) > MAX_SPACE_ELEMENTS:
+        raise CodecError(
+            f"space of shape {list(shape)} has more than {MAX_SPACE_ELEMENTS} elements"
+        )
 
 
 def _bound_to_json(bound: np.ndarray) -> Any:
@@ -415,6 +438,7 @@ __all__ = [
     "CodecError",
     "build_state",
     "from_tree",
+    "parse_json",
     "registered_name",
     "space_from_json",
     "space_to_json",

@@ -371,6 +371,52 @@ def test_policy_kwargs_in_agent_json_name_only_allowed_classes(saved, tmp_path) 
     assert_refused("dagger", bad, "agent.json", tmp_path / "pwned", "'os.system'")
 
 
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        # A file must not pick the model DAgger reloads on retrain_from_scratch, nor let
+        # that model's repository run its own code.
+        ({"tuple": ["gpt2", None]}, "policy_spec names 'gpt2'"),
+        (
+            {"tuple": ["LMPolicy", {"dict": {"trust_remote_code": True}}]},
+            "sets trust_remote_code, which a file may not set",
+        ),
+    ],
+)
+def test_a_policy_spec_that_could_run_a_models_code_is_refused(
+    saved, tmp_path, spec, fragment
+) -> None:
+    path = saved("dagger")
+    meta = json.loads(members_of(path)["agent.json"])
+    meta["extra"]["policy_spec"] = spec
+    bad = forged(path, tmp_path / "bad.zip", {"agent.json": json.dumps(meta).encode()})
+    assert_refused("dagger", bad, "agent.json", tmp_path / "pwned", fragment)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            {"hyperparameters": {"lr_schedule_code": "x"}},
+            "has no hyperparameter(s) 'lr_schedule_code'",
+        ),
+        ({"num_timesteps": -5}, "negative 'num_timesteps'"),
+        ({"class": "PPO"}, "holds a PPO agent; load it with PPO.load(path)"),
+    ],
+)
+def test_agent_json_fields_the_agent_does_not_have_are_refused(
+    saved, tmp_path, change, fragment
+) -> None:
+    path = saved("bc")
+    meta = json.loads(members_of(path)["agent.json"])
+    for key, value in change.items():
+        meta[key] = {**meta[key], **value} if isinstance(value, dict) else value
+    bad = forged(path, tmp_path / "bad.zip", {"agent.json": json.dumps(meta).encode()})
+    with pytest.raises(AgentFileError) as info:
+        load("bc", bad)
+    assert fragment in str(info.value)
+
+
 def test_saving_a_policy_of_an_unknown_class_names_it(tmp_path) -> None:
     from stable_baselines3.common.policies import ActorCriticPolicy
 

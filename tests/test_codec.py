@@ -107,6 +107,10 @@ def _forged(tree, arrays_layout=(), body: bytes = b"") -> bytes:
     return b"LFITREE1" + len(header).to_bytes(8, "little") + header + body
 
 
+def _raw_header(header: bytes) -> bytes:
+    return b"LFITREE1" + len(header).to_bytes(8, "little") + header
+
+
 @pytest.mark.parametrize(
     "blob, message",
     [
@@ -131,6 +135,15 @@ def _forged(tree, arrays_layout=(), body: bytes = b"") -> bytes:
         (_forged({"eval": "print(1)"}), "malformed node"),
         (_forged({"scalar": ["|O", 1]}), "refusing dtype"),
         (b"\x80\x04K\x01.", "bad magic bytes"),
+        (_raw_header(b'{"tree": ' + b"9" * 5000 + b', "arrays": []}'), "malformed JSON"),
+        (
+            _forged({"array": 0}, [{"dtype": "|S0", "shape": [2**40], "offset": 0}]),
+            "refusing dtype",
+        ),
+        (
+            _forged({"array": 0}, [{"dtype": "|u1", "shape": [1] * 40, "offset": 0}], b"\0"),
+            "40 dimensions",
+        ),
         (_forged(None)[:20], "truncated header"),
     ],
 )
@@ -206,6 +219,17 @@ def test_spaces_round_trip_through_json(space: gym.Space) -> None:
         ),
         ({"type": "Discrete", "n": "5", "start": 0}, "expected an int"),
         ({"type": "Discrete"}, "malformed Discrete space"),
+        (
+            {
+                "type": "Box",
+                "dtype": "<f4",
+                "shape": [2**40],
+                "low": {"fill": 0},
+                "high": {"fill": 1},
+            },
+            "more than 67108864 elements",
+        ),
+        ({"type": "MultiBinary", "n": [2**20, 2**20]}, "more than 67108864 elements"),
         ("Box(4,)", "malformed space"),
     ],
 )
