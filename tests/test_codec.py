@@ -266,3 +266,14 @@ def test_a_minatar_state_holds_no_pickle_and_a_forged_one_never_runs(
             env.reset_to(forged)
         assert env.get_state() == before  # refused states leave the env as it was
     assert not marker.exists()
+
+
+def test_every_state_of_lfi_gym_is_found_through_the_fixed_module_list() -> None:
+    # A new env family's State must join _OWN_STATE_MODULES, or its files could not be read
+    # before the family is imported.
+    from lfi_gym.envs import core
+
+    for module in core._OWN_STATE_MODULES:
+        __import__(module)
+    own = {name for name in core._STATE_CLASSES if name.startswith("lfi_gym.envs.")}
+    assert {name.rsplit(".", 1)[0] for name in own} == set(core._OWN_STATE_MODULES)
