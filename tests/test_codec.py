@@ -271,9 +271,13 @@ def test_a_minatar_state_holds_no_pickle_and_a_forged_one_never_runs(
 def test_every_state_of_lfi_gym_is_found_through_the_fixed_module_list() -> None:
     # A new env family's State must join _OWN_STATE_MODULES, or its files could not be read
     # before the family is imported.
+    import importlib
+    import pkgutil
+
+    import lfi_gym.envs
     from lfi_gym.envs import core
 
-    for module in core._OWN_STATE_MODULES:
-        __import__(module)
+    for info in pkgutil.walk_packages(lfi_gym.envs.__path__, "lfi_gym.envs."):
+        importlib.import_module(info.name)
     own = {name for name in core._STATE_CLASSES if name.startswith("lfi_gym.envs.")}
     assert {name.rsplit(".", 1)[0] for name in own} == set(core._OWN_STATE_MODULES)
