@@ -474,6 +474,16 @@ def _transformers_config(config: dict[str, Any]) -> Any:
             f"the transformers config has model_type {_preview(model_type)}, which is not one "
             "of transformers' own model types (agent files never load remote code)"
         )
+    for key in ("attn_implementation", "_attn_implementation"):
+        # A value naming a hub repository ("org/kernels") downloads attention kernels and
+        # runs them; transformers' own implementations ("sdpa", "eager", ...) are plain names.
+        value = config.get(key)
+        if value is not None and (not isinstance(value, str) or "/" in value):
+            raise ValueError(
+                f"the transformers config sets {key}={_preview(value)}; agent files accept "
+                "only transformers' own attention implementations (a hub repository of "
+                "kernels would run its code)"
+            )
     return CONFIG_MAPPING[model_type].from_dict(config)
 
 

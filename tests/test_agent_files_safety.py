@@ -352,13 +352,21 @@ def test_a_transformers_config_of_unknown_type_is_refused(saved, tmp_path) -> No
     path = saved("bc")
     description = json.loads(members_of(path)["policy.json"])
     marker = tmp_path / "pwned"
-    for config in [
-        {"model_type": "lfi_evil"},
-        {"model_type": "gpt2", "auto_map": {"AutoModelForCausalLM": "lfi_evil.Evil"}},
+    own_types_only = "not one of transformers' own"
+    for config, fragment in [
+        ({"model_type": "lfi_evil"}, own_types_only),
+        (
+            {"model_type": "gpt2", "auto_map": {"AutoModelForCausalLM": "lfi_evil.E"}},
+            own_types_only,
+        ),
+        (
+            {"model_type": "gpt2", "attn_implementation": "kernels-community/flash-attn"},
+            "only transformers' own attention implementations",
+        ),
     ]:
         description["constructor"]["observation_space"] = {"transformers_config": config}
         bad = forged(path, tmp_path / "bad.zip", {"policy.json": json.dumps(description).encode()})
-        assert_refused("bc", bad, "policy.json", marker, "not one of transformers' own")
+        assert_refused("bc", bad, "policy.json", marker, fragment)
 
 
 def test_policy_kwargs_in_agent_json_name_only_allowed_classes(saved, tmp_path) -> None:
