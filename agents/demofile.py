@@ -66,7 +66,6 @@ MAX_JSON_BYTES = codec.MAX_BLOB_BYTES
 _ALIGN = 64
 # Arrays of a value, inside its byte section: aligned for every allowed dtype's itemsize.
 _VALUE_ALIGN = 16
-_MAX_DTYPE_CHARS = 16
 _CHUNK = 1 << 20
 
 
@@ -145,20 +144,11 @@ def decode_spaces(value: Any, label: str) -> tuple[gym.Space | None, gym.Space |
 def check_arrays(arrays: dict[str, np.ndarray]) -> None:
     """Raise TypeError for arrays the format cannot hold (object or structured dtypes)."""
     for key, array in arrays.items():
-        if not _allowed_dtype(array.dtype):
+        if not codec.allowed_dtype(array.dtype):
             raise TypeError(
                 f"cannot save {key}: arrays of dtype {array.dtype} are not supported (only "
                 "bool, numeric and fixed-width string dtypes; object arrays never)"
             )
-
-
-def _allowed_dtype(dtype: np.dtype) -> bool:
-    return (
-        dtype.kind in codec.ARRAY_KINDS
-        and not dtype.hasobject
-        and dtype.fields is None
-        and dtype.subdtype is None
-    )
 
 
 def _aligned(position: int, alignment: int) -> int:
@@ -425,6 +415,15 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _is_shape(value: Any) -> bool:
+    # The codec's bound on dimensions: numpy refuses more than 64 with its own error.
+    return (
+        isinstance(value, list)
+        and len(value) <= codec.MAX_DIMENSIONS
+        and all(_is_count(n) for n in value)
+    )
+
+
 def _check_footer(footer: dict[str, Any], data_end: int, label: str) -> dict[str, dict[str, Any]]:
     """Check every field and section entry before anything is read; returns the sections."""
     if not (
@@ -453,7 +452,7 @@ def _check_footer(footer: dict[str, Any], data_end: int, label: str) -> dict[str
         if kind == "array":
             dtype = _read_dtype(section.get("dtype"), where)
             shape = section.get("shape")
-            if not (isinstance(shape, list) and all(_is_count(n) for n in shape)):
+            if not _is_shape(shape):
                 raise DemonstrationsFileError(f"{where} has a malformed shape")
             if math.prod(shape) * dtype.itemsize != nbytes:
                 raise DemonstrationsFileError(f"{where} has an inconsistent size")
@@ -466,13 +465,13 @@ def _check_footer(footer: dict[str, Any], data_end: int, label: str) -> dict[str
 
 def _read_dtype(text: Any, where: str) -> np.dtype:
     """A dtype from the allow-list (never object, structured or sub-array dtypes)."""
-    if not isinstance(text, str) or len(text) > _MAX_DTYPE_CHARS:
+    if not isinstance(text, str) or len(text) > codec.MAX_DTYPE_CHARS:
         raise DemonstrationsFileError(f"{where} has a malformed dtype")
     try:
         dtype = np.dtype(text)
     except (TypeError, ValueError):
         raise DemonstrationsFileError(f"{where} has an unknown dtype {text!r}") from None
-    if not _allowed_dtype(dtype):
+    if not codec.allowed_dtype(dtype):
         raise DemonstrationsFileError(
             f"{where} has dtype {text!r}: refused, this lfi-gym reads only bool, numeric and "
             "fixed-width string arrays (object arrays would need unpickling)"
@@ -515,7 +514,7 @@ def _array_in(entry: Any, data: np.ndarray, where: str) -> np.ndarray:
         raise DemonstrationsFileError(f"{where} has a malformed array entry")
     dtype = _read_dtype(entry["dtype"], where)
     shape, offset = entry["shape"], entry["offset"]
-    if not (isinstance(shape, list) and all(_is_count(n) for n in shape) and _is_count(offset)):
+    if not (_is_shape(shape) and _is_count(offset)):
         raise DemonstrationsFileError(f"{where} has a malformed array entry")
     count = math.prod(shape)
     if offset + count * dtype.itemsize > len(data):
@@ -539,7 +538,8 @@ def _observation_layout(space: gym.Space) -> dict[str | None, tuple[tuple[int, .
     """(shape, dtype) of each streamed array: one (key None) or one per key of a Dict."""
     parts = dict(space.spaces) if isinstance(space, gym.spaces.Dict) else {None: space}
     if parts and all(
-        isinstance(s, _ARRAY_SPACES) and _allowed_dtype(np.dtype(s.dtype)) for s in parts.values()
+        isinstance(s, _ARRAY_SPACES) and codec.allowed_dtype(np.dtype(s.dtype))
+        for s in parts.values()
     ):
         return {key: (tuple(s.shape), np.dtype(s.dtype)) for key, s in parts.items()}
     raise TypeError(

@@ -32,6 +32,7 @@ from lfi_gym.envs.core import State, state_class
 ARRAY_KINDS = frozenset("biufcUS")
 MAX_DEPTH = 64
 MAX_DIMENSIONS = 32  # numpy's own limit is 64
+MAX_DTYPE_CHARS = 16
 #: Cap on the elements of a space's bounds (a forged shape must not allocate terabytes).
 MAX_SPACE_ELEMENTS = 1 << 26
 #: Default cap on one blob read by :func:`tree_from_bytes` (1 GiB).
@@ -139,13 +140,20 @@ def _preview(node: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def allowed_dtype(dtype: np.dtype) -> bool:
+    """Whether a file may hold arrays of ``dtype``: bool, numeric or fixed-width string, of
+    non-zero width; never object, structured or sub-array dtypes (every lfi-gym format reads
+    arrays through this one check)."""
+    return (
+        dtype.kind in ARRAY_KINDS
+        and dtype.fields is None
+        and dtype.subdtype is None
+        and dtype.itemsize > 0
+    )
+
+
 def _check_dtype(dtype: np.dtype) -> None:
-    if (
-        dtype.kind not in ARRAY_KINDS
-        or dtype.fields is not None
-        or dtype.subdtype is not None
-        or dtype.itemsize == 0
-    ):
+    if not allowed_dtype(dtype):
         raise CodecError(
             f"arrays of dtype {dtype} cannot be saved (only plain numeric, bool "
             "and fixed-width string dtypes)"
@@ -153,18 +161,16 @@ def _check_dtype(dtype: np.dtype) -> None:
 
 
 def _dtype(text: Any) -> np.dtype:
-    if not isinstance(text, str) or len(text) > 16:
+    if not isinstance(text, str) or len(text) > MAX_DTYPE_CHARS:
         raise CodecError(f"malformed dtype {_preview(text)}")
     try:
         dtype = np.dtype(text)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CodecError(f"unknown dtype {text!r}") from exc
-    try:
-        _check_dtype(dtype)
-    except CodecError as exc:
+    if not allowed_dtype(dtype):
         raise CodecError(
             f"refusing dtype {text!r}: only plain numeric, bool and string dtypes are read"
-        ) from exc
+        )
     return dtype
 
 
@@ -436,6 +442,7 @@ def _nested_ints(value: Any) -> Any:
 
 __all__ = [
     "CodecError",
+    "allowed_dtype",
     "build_state",
     "from_tree",
     "parse_json",

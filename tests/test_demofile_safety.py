@@ -259,6 +259,22 @@ def test_an_array_outside_its_byte_section_is_refused(honest, tmp_path) -> None:
     assert "section 'infos' has an array outside its byte section" in message
 
 
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        # Zero-width items: no bytes to bound, yet a shape numpy cannot build.
+        ({"dtype": "|S0", "shape": [2**40], "offset": 0}, "has dtype '|S0': refused"),
+        ({"dtype": "|u1", "shape": [1] * 40, "offset": 0}, "has a malformed array entry"),
+    ],
+)
+def test_array_entries_the_codec_refuses_are_refused(honest, tmp_path, entry, fragment) -> None:
+    footer, contents = split_sections(honest[1])
+    contents["infos"] = ({"kind": "json"}, document([{"array": 0}] * 20, [entry]))
+    contents["infos/arrays"] = ({"kind": "array", "dtype": "|u1", "shape": [64]}, b"\0" * 64)
+    message = load_both_ways(assemble(footer, contents), tmp_path)
+    assert f"section 'infos' {fragment}" in message
+
+
 def test_an_oversized_json_section_is_refused(honest, tmp_path, monkeypatch) -> None:
     raw = honest[1]
     _, contents = split_sections(raw)
