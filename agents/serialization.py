@@ -35,8 +35,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from lfi_gym.envs.codec import CodecError, parse_json, space_from_json, space_to_json, tree_bytes
+from lfi_gym.envs.codec import (
+    MAX_DEPTH,
+    CodecError,
+    parse_json,
+    preview,
+    space_from_json,
+    space_to_json,
+    tree_bytes,
+)
 from lfi_gym.envs.codec import tree_from_bytes as _tree_from_bytes
+from lfi_gym.envs.core import qualified_name
 
 MIB = 1 << 20
 #: Cap on a JSON member (agent.json, policy.json, ...).
@@ -51,7 +60,6 @@ WEIGHTS_HEADER_ALLOWANCE = MIB
 WEIGHTS_HEADER_BYTES_PER_TENSOR = 512
 #: An optimizer state may hold this many bytes per parameter byte (Adam keeps two).
 OPTIMIZER_BYTES_PER_PARAMETER_BYTE = 4
-MAX_DEPTH = 64
 
 WEIGHTS_FORMAT = "lfi-gym.weights"
 
@@ -217,7 +225,7 @@ class AgentFileReader:
 def check_count(value: Any) -> int:
     """``value`` if it is a non-negative int (a counter read from a file), else ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"expected a count, got {_preview(value)}")
+        raise ValueError(f"expected a count, got {preview(value)}")
     return int(value)
 
 
@@ -308,10 +316,6 @@ def weights_bytes(module: nn.Module) -> bytes:
 # -- classes a file may name ------------------------------------------------------------------
 
 
-def class_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
 @cache
 def allowed_policy_classes() -> dict[str, type]:
     """The policies an agent file may hold, by name: SB3's and sb3-contrib's actor-critic
@@ -340,7 +344,7 @@ def allowed_policy_classes() -> dict[str, type]:
         LMPolicy,
         PlackettLucePolicy,
     ]
-    return {class_name(cls): cls for cls in classes}
+    return {qualified_name(cls): cls for cls in classes}
 
 
 @cache
@@ -368,21 +372,16 @@ def allowed_component_classes() -> dict[str, type]:
         torch_layers.CombinedExtractor,
         MinAtarCNN,
     ]
-    return {class_name(cls): cls for cls in [*activations, *optimizers, *extractors]}
+    return {qualified_name(cls): cls for cls in [*activations, *optimizers, *extractors]}
 
 
 def _lookup(name: Any, allowed: dict[str, type], what: str) -> type:
     if not isinstance(name, str) or name not in allowed:
         raise ValueError(
-            f"names {_preview(name)}, which is not a {what} an agent file may hold (allowed: "
+            f"names {preview(name)}, which is not a {what} an agent file may hold (allowed: "
             f"{', '.join(sorted(allowed))})"
         )
     return allowed[name]
-
-
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # -- values with classes, spaces and configs ----------------------------------------------------
@@ -416,12 +415,12 @@ def encode_value(value: Any, what: str, _depth: int = 0) -> Any:
             raise ValueError(f"{what}: {exc}") from None
     if isinstance(value, type):
         allowed = allowed_component_classes()
-        if class_name(value) not in allowed or allowed[class_name(value)] is not value:
+        if qualified_name(value) not in allowed or allowed[qualified_name(value)] is not value:
             raise ValueError(
-                f"{what} names the class {class_name(value)}, which agent files cannot hold "
+                f"{what} names the class {qualified_name(value)}, which agent files cannot hold "
                 f"(they name classes from an allow-list: {', '.join(sorted(allowed))})"
             )
-        return {"class": class_name(value)}
+        return {"class": qualified_name(value)}
     from transformers import PretrainedConfig
 
     if isinstance(value, PretrainedConfig):
@@ -448,7 +447,7 @@ def decode_value(node: Any, _depth: int = 0) -> Any:
     if isinstance(node, list):
         return [decode_value(v, _depth + 1) for v in node]
     if not isinstance(node, dict) or len(node) != 1:
-        raise ValueError(f"malformed value {_preview(node)}")
+        raise ValueError(f"malformed value {preview(node)}")
     ((kind, body),) = node.items()
     if kind == "tuple" and isinstance(body, list):
         return tuple(decode_value(v, _depth + 1) for v in body)
@@ -460,7 +459,7 @@ def decode_value(node: Any, _depth: int = 0) -> Any:
         return _lookup(body, allowed_component_classes(), "class")
     if kind == "transformers_config" and isinstance(body, dict):
         return _transformers_config(body)
-    raise ValueError(f"malformed value {_preview(node)}")
+    raise ValueError(f"malformed value {preview(node)}")
 
 
 def _transformers_config(config: dict[str, Any]) -> Any:
@@ -471,7 +470,7 @@ def _transformers_config(config: dict[str, Any]) -> Any:
     known = isinstance(model_type, str) and model_type in CONFIG_MAPPING
     if config.get("auto_map") or not known:
         raise ValueError(
-            f"the transformers config has model_type {_preview(model_type)}, which is not one "
+            f"the transformers config has model_type {preview(model_type)}, which is not one "
             "of transformers' own model types (agent files never load remote code)"
         )
     for key in ("attn_implementation", "_attn_implementation"):
@@ -480,7 +479,7 @@ def _transformers_config(config: dict[str, Any]) -> Any:
         value = config.get(key)
         if value is not None and (not isinstance(value, str) or "/" in value):
             raise ValueError(
-                f"the transformers config sets {key}={_preview(value)}; agent files accept "
+                f"the transformers config sets {key}={preview(value)}; agent files accept "
                 "only transformers' own attention implementations (a hub repository of "
                 "kernels would run its code)"
             )
@@ -495,10 +494,10 @@ def policy_members(policy: nn.Module, prefix: str = "policy") -> dict[str, bytes
     ``{prefix}.safetensors`` (the weights); :func:`read_policy` rebuilds the policy."""
     cls = type(policy)
     allowed = allowed_policy_classes()
-    if allowed.get(class_name(cls)) is not cls:
+    if allowed.get(qualified_name(cls)) is not cls:
         raise ValueError(
-            f"cannot save a {class_name(cls)} policy: agent files name the policy class from an "
-            f"allow-list ({', '.join(sorted(allowed))}); train one of these, or save the "
+            f"cannot save a {qualified_name(cls)} policy: agent files name the policy class "
+            f"from an allow-list ({', '.join(sorted(allowed))}); train one of these, or save the "
             "weights yourself (torch.save(policy.state_dict(), ...))"
         )
     what = f"the {cls.__name__}'s constructor argument"
@@ -518,7 +517,7 @@ def policy_members(policy: nn.Module, prefix: str = "policy") -> dict[str, bytes
             )
         else:
             constructor[key] = encode_value(value, f"{what} {key!r}")
-    description = {"class": class_name(cls), "constructor": constructor}
+    description = {"class": qualified_name(cls), "constructor": constructor}
     return {
         f"{prefix}.json": json_bytes(description),
         f"{prefix}.safetensors": weights_bytes(policy),
@@ -552,10 +551,10 @@ def _decode_argument(key: str, node: Any) -> Any:
         from stable_baselines3.common.utils import ConstantSchedule
 
         if not (isinstance(node, dict) and set(node) == {"constant_schedule"}):
-            raise ValueError(f"malformed lr_schedule {_preview(node)}")
+            raise ValueError(f"malformed lr_schedule {preview(node)}")
         rate = node["constant_schedule"]
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate):
-            raise ValueError(f"malformed learning rate {_preview(rate)}")
+            raise ValueError(f"malformed learning rate {preview(rate)}")
         return ConstantSchedule(float(rate))
     return decode_value(node)
 

@@ -25,7 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lfi_gym.envs.core import State, state_class
+from lfi_gym.envs.core import State, qualified_name, state_class
 
 #: Array dtypes a file may hold: booleans, integers, floats, complex and fixed-width
 #: strings (never ``object``, which only pickle can fill).
@@ -91,7 +91,7 @@ def _encode(value: Any, arrays: list[np.ndarray], depth: int) -> Any:
             f.name: _encode(getattr(value, f.name), arrays, depth + 1)
             for f in dataclasses.fields(value)
         }
-        return {"state": [registered_name(type(value)), fields]}
+        return {"state": [qualified_name(type(value)), fields]}
     raise CodecError(
         f"cannot save a {type(value).__name__}: files hold numbers, strings, lists, tuples, "
         "dicts with string keys, numpy arrays, bytes and lfi-gym States"
@@ -106,7 +106,7 @@ def _decode(node: Any, arrays: list[np.ndarray], depth: int) -> Any:
     if isinstance(node, list):
         return [_decode(v, arrays, depth + 1) for v in node]
     if not isinstance(node, dict) or len(node) != 1:
-        raise CodecError(f"malformed node {_preview(node)}")
+        raise CodecError(f"malformed node {preview(node)}")
     ((kind, body),) = node.items()
     if kind == "tuple" and isinstance(body, list):
         return tuple(_decode(v, arrays, depth + 1) for v in body)
@@ -120,13 +120,13 @@ def _decode(node: Any, arrays: list[np.ndarray], depth: int) -> Any:
         try:
             return dtype.type(body[1])
         except (TypeError, ValueError, OverflowError) as exc:
-            raise CodecError(f"malformed {dtype} scalar {_preview(body[1])}") from exc
+            raise CodecError(f"malformed {dtype} scalar {preview(body[1])}") from exc
     if kind == "state" and isinstance(body, list) and len(body) == 2:
         name, fields = body
         if not isinstance(name, str) or not isinstance(fields, dict):
-            raise CodecError(f"malformed state node {_preview(node)}")
+            raise CodecError(f"malformed state node {preview(node)}")
         return build_state(name, {k: _decode(v, arrays, depth + 1) for k, v in fields.items()})
-    raise CodecError(f"malformed node {_preview(node)}")
+    raise CodecError(f"malformed node {preview(node)}")
 
 
 def _is_index(value: Any, arrays: list[np.ndarray]) -> bool:
@@ -135,7 +135,8 @@ def _is_index(value: Any, arrays: list[np.ndarray]) -> bool:
     return True
 
 
-def _preview(node: Any) -> str:
+def preview(node: Any) -> str:
+    """``repr(node)`` cut to 80 characters, for messages about untrusted data."""
     text = repr(node)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -162,7 +163,7 @@ def _check_dtype(dtype: np.dtype) -> None:
 
 def _dtype(text: Any) -> np.dtype:
     if not isinstance(text, str) or len(text) > MAX_DTYPE_CHARS:
-        raise CodecError(f"malformed dtype {_preview(text)}")
+        raise CodecError(f"malformed dtype {preview(text)}")
     try:
         dtype = np.dtype(text)
     except (TypeError, ValueError) as exc:
@@ -175,11 +176,6 @@ def _dtype(text: Any) -> np.dtype:
 
 
 # -- States -----------------------------------------------------------------------------------
-
-
-def registered_name(cls: type[State]) -> str:
-    """The name under which ``cls`` is encoded: its module and qualified name."""
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def build_state(name: str, fields: dict[str, Any]) -> State:
@@ -264,7 +260,7 @@ def _tree_from_bytes(data: bytes, max_bytes: int) -> Any:
 
 def _array_from(entry: Any, body: memoryview) -> np.ndarray:
     if not isinstance(entry, dict):
-        raise CodecError(f"malformed array entry {_preview(entry)}")
+        raise CodecError(f"malformed array entry {preview(entry)}")
     dtype = _dtype(entry.get("dtype"))
     shape, offset = entry.get("shape"), entry.get("offset")
     if not (
@@ -273,7 +269,7 @@ def _array_from(entry: Any, body: memoryview) -> np.ndarray:
         and isinstance(offset, int)
         and offset >= 0
     ):
-        raise CodecError(f"malformed array entry {_preview(entry)}")
+        raise CodecError(f"malformed array entry {preview(entry)}")
     if len(shape) > MAX_DIMENSIONS:
         raise CodecError(f"array of {len(shape)} dimensions (at most {MAX_DIMENSIONS})")
     nbytes = math.prod(shape) * dtype.itemsize
@@ -341,7 +337,7 @@ def space_from_json(node: Any, _depth: int = 0) -> gym.Space:
     if _depth > MAX_DEPTH:
         raise CodecError(f"space nests deeper than {MAX_DEPTH} levels")
     if not isinstance(node, dict) or not isinstance(node.get("type"), str):
-        raise CodecError(f"malformed space {_preview(node)}")
+        raise CodecError(f"malformed space {preview(node)}")
     kind = node["type"]
     try:
         if kind == "Box":
@@ -377,13 +373,13 @@ def space_from_json(node: Any, _depth: int = 0) -> gym.Space:
     except CodecError:
         raise
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"malformed {kind} space {_preview(node)} ({exc})") from None
-    raise CodecError(f"unknown space type {_preview(kind)}")
+        raise CodecError(f"malformed {kind} space {preview(node)} ({exc})") from None
+    raise CodecError(f"unknown space type {preview(kind)}")
 
 
 def _check_space_size(shape: Any) -> None:
     if len(shape) > MAX_DIMENSIONS or any(n < 0 for n in shape):
-        raise CodecError(f"malformed space shape {_preview(list(shape))}")
+        raise CodecError(f"malformed space shape {preview(list(shape))}")
     if math.prod(shape) > MAX_SPACE_ELEMENTS:
         raise CodecError(
             f"space of shape {list(shape)} has more than {MAX_SPACE_ELEMENTS} elements"
@@ -409,28 +405,28 @@ def _bound_from_json(node: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.n
         if v in ("inf", "-inf", "nan"):
             return float(v)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise CodecError(f"malformed bound value {_preview(v)}")
+            raise CodecError(f"malformed bound value {preview(v)}")
         return v
 
     if not isinstance(node, dict) or len(node) != 1:
-        raise CodecError(f"malformed bound {_preview(node)}")
+        raise CodecError(f"malformed bound {preview(node)}")
     if "fill" in node:
         return np.full(shape, number(node["fill"]), dtype=dtype)
     values = node.get("values")
     if not isinstance(values, list) or len(values) != math.prod(shape):
-        raise CodecError(f"bound holds {_preview(values)}, expected {math.prod(shape)} values")
+        raise CodecError(f"bound holds {preview(values)}, expected {math.prod(shape)} values")
     return np.asarray([number(v) for v in values], dtype=dtype).reshape(shape)
 
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CodecError(f"expected an int, got {_preview(value)}")
+        raise CodecError(f"expected an int, got {preview(value)}")
     return value
 
 
 def _int_list(value: Any) -> list[int]:
     if not isinstance(value, list):
-        raise CodecError(f"expected a list of ints, got {_preview(value)}")
+        raise CodecError(f"expected a list of ints, got {preview(value)}")
     return [_int(v) for v in value]
 
 
@@ -446,7 +442,7 @@ __all__ = [
     "build_state",
     "from_tree",
     "parse_json",
-    "registered_name",
+    "preview",
     "space_from_json",
     "space_to_json",
     "state_from_tree",

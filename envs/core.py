@@ -51,7 +51,7 @@ class State:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # Files name States by this registry key, never by an import path to follow.
-        _STATE_CLASSES[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        _STATE_CLASSES[qualified_name(cls)] = cls
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -80,6 +80,12 @@ class State:
 
 
 _STATE_CLASSES: dict[str, type[State]] = {}
+
+
+def qualified_name(cls: type) -> str:
+    """``module.QualName``: how files name a class (a State, or an allow-listed class of an
+    agent file), to be looked up in a registry, never imported."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 #: The modules that define lfi-gym's own States: a file may hold States of a family not yet
