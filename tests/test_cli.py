@@ -102,6 +102,22 @@ def test_console_script_is_installed() -> None:
     assert result.returncode == 2 and "unknown env id" in result.stderr
 
 
+def test_python_dash_m_runs_the_command_line() -> None:
+    # For environments where the console script is not on PATH (notebooks, some clusters).
+    result = subprocess.run(
+        [sys.executable, "-m", "lfi_gym", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: lfi-gym" in result.stdout and "compare" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "lfi_gym", "compare", "--env", "Nope-v0", "--out", "x"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "unknown env id" in result.stderr
+
+
 def test_default_suite_covers_cartpole_with_bc_and_dagger() -> None:
     (cartpole,) = [e for e in get_suite("default") if e.env_id == "Control-CartPole-v0"]
     assert set(cartpole.agents) == {"bc", "dagger"}

@@ -160,6 +160,11 @@ def test_wheel_ships_the_offline_assets(wheel: zipfile.ZipFile) -> None:
             assert wheel.read(entry) == path.read_bytes(), f"{entry} differs from {path}"
 
 
+def test_wheel_marks_the_package_typed(wheel: zipfile.ZipFile) -> None:
+    # PEP 561: without the marker, type checkers ignore the hints of an installed package
+    assert "lfi_gym/py.typed" in wheel.namelist(), "add py.typed to [tool.setuptools.package-data]"
+
+
 # -- fresh interpreters ----------------------------------------------------------------------
 
 
