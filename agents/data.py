@@ -342,7 +342,7 @@ class Demonstrations:
     def from_minari(cls, dataset: Any) -> Demonstrations:
         """Demonstrations from a ``minari.MinariDataset`` or the id of a local one (its
         observations, final observations, actions, rewards, flags, spaces and env id)."""
-        return exchange.from_minari(dataset)
+        return cls(**exchange.fields_from_minari(dataset))
 
     def to_hf_dataset(self) -> Any:
         """A Hugging Face ``datasets.Dataset``, one row per transition, with the final
@@ -354,7 +354,7 @@ class Demonstrations:
     def from_hf_dataset(cls, dataset: Any) -> Demonstrations:
         """Demonstrations from a dataset :meth:`to_hf_dataset` made (also after
         ``save_to_disk`` / ``load_from_disk``)."""
-        return exchange.from_hf_dataset(dataset)
+        return cls(**exchange.fields_from_hf_dataset(dataset))
 
     # -- files ---------------------------------------------------------------------------
 

@@ -42,7 +42,10 @@ if TYPE_CHECKING:
     import datasets
     import minari
 
-    from lfi_gym.agents.data import Demonstrations, Observations
+# What the converters take is a Demonstrations; they give back its fields (lfi_gym.agents.data
+# imports this module, so it does not import that one).
+Demonstrations = Any
+Observations = np.ndarray | dict[str, np.ndarray]
 
 #: The key of the lfi-gym metadata in a Hugging Face dataset's ``info.description``.
 HF_METADATA_KEY = "lfi_gym.demonstrations"
@@ -169,12 +172,10 @@ def to_minari(
     )
 
 
-def from_minari(dataset: minari.MinariDataset | str) -> Demonstrations:
-    """Demonstrations from a Minari dataset (or the id of a local one): its observations
-    without each episode's last one, which becomes the final observation; actions, rewards,
-    terminations and truncations; spaces; the env id of its env spec (if any)."""
-    from lfi_gym.agents.data import Demonstrations
-
+def fields_from_minari(dataset: minari.MinariDataset | str) -> dict[str, Any]:
+    """Demonstrations' fields from a Minari dataset (or the id of a local one): its
+    observations without each episode's last one, which becomes the final observation;
+    actions, rewards, terminations and truncations; spaces; the env id of its env spec."""
     minari = _import_minari()
     if isinstance(dataset, str):
         dataset = minari.load_dataset(dataset)
@@ -199,18 +200,18 @@ def from_minari(dataset: minari.MinariDataset | str) -> Demonstrations:
     if not steps:
         raise ValueError(f"the Minari dataset {dataset.spec.dataset_id} has no episodes")
     env_spec = dataset.env_spec
-    return Demonstrations(
-        observations=_concatenate(steps),
-        actions=np.concatenate(actions),
-        rewards=np.concatenate(rewards),
-        episode_starts=np.concatenate(starts),
-        terminated=np.concatenate(terminated),
-        truncated=np.concatenate(truncated),
-        observation_space=dataset.observation_space,
-        action_space=dataset.action_space,
-        env_id=None if env_spec is None else env_spec.id,
-        final_observations=_concatenate(finals),
-    )
+    return {
+        "observations": _concatenate(steps),
+        "actions": np.concatenate(actions),
+        "rewards": np.concatenate(rewards),
+        "episode_starts": np.concatenate(starts),
+        "terminated": np.concatenate(terminated),
+        "truncated": np.concatenate(truncated),
+        "observation_space": dataset.observation_space,
+        "action_space": dataset.action_space,
+        "env_id": None if env_spec is None else env_spec.id,
+        "final_observations": _concatenate(finals),
+    }
 
 
 def _concatenate(parts: list[Observations]) -> Observations:
@@ -309,12 +310,10 @@ def _column(observations: Observations) -> Any:
     return observations
 
 
-def from_hf_dataset(dataset: datasets.Dataset) -> Demonstrations:
-    """Demonstrations from a dataset :func:`to_hf_dataset` made (also after
+def fields_from_hf_dataset(dataset: datasets.Dataset) -> dict[str, Any]:
+    """Demonstrations' fields from a dataset :func:`to_hf_dataset` made (also after
     ``save_to_disk`` / ``load_from_disk``): rows in order, episodes where ``episode_index``
     changes; the spaces and env id from its description (None if it has none)."""
-    from lfi_gym.agents.data import Demonstrations
-
     missing = [c for c in HF_COLUMNS if c not in dataset.column_names]
     if missing:
         raise ValueError(
@@ -330,18 +329,18 @@ def from_hf_dataset(dataset: datasets.Dataset) -> Demonstrations:
     if final_rows.null_count:
         raise ValueError("the dataset lacks a final_observation on some episode's last row")
     observation_space, action_space, env_id = _hf_metadata(dataset)
-    return Demonstrations(
-        observations=_arrow_to_numpy(table.column("observation"), observation_space),
-        actions=_arrow_to_numpy(table.column("action"), action_space),
-        rewards=_arrow_to_numpy(table.column("reward")),
-        episode_starts=starts,
-        terminated=_arrow_to_numpy(table.column("terminated")),
-        truncated=_arrow_to_numpy(table.column("truncated")),
-        observation_space=observation_space,
-        action_space=action_space,
-        env_id=env_id,
-        final_observations=_arrow_to_numpy(final_rows, observation_space),
-    )
+    return {
+        "observations": _arrow_to_numpy(table.column("observation"), observation_space),
+        "actions": _arrow_to_numpy(table.column("action"), action_space),
+        "rewards": _arrow_to_numpy(table.column("reward")),
+        "episode_starts": starts,
+        "terminated": _arrow_to_numpy(table.column("terminated")),
+        "truncated": _arrow_to_numpy(table.column("truncated")),
+        "observation_space": observation_space,
+        "action_space": action_space,
+        "env_id": env_id,
+        "final_observations": _arrow_to_numpy(final_rows, observation_space),
+    }
 
 
 def _hf_metadata(dataset: datasets.Dataset) -> tuple[gym.Space | None, gym.Space | None, Any]:
