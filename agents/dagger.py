@@ -232,7 +232,17 @@ class DAgger(BaseAgent):
             )
             action = label if self._rng.random() < beta else learner_action
             next_obs, reward, terminated, truncated, _ = env.step(action)
-            buffer.add(obs, label, reward, self._episode_start, terminated, truncated, None, None)
+            buffer.add(
+                obs,
+                label,
+                reward,
+                self._episode_start,
+                terminated,
+                truncated,
+                None,
+                None,
+                next_obs=next_obs,
+            )
             self._episode_return += float(reward)
             self.num_timesteps += 1
             bar.update(1)

@@ -3,6 +3,8 @@
 They are saved as ``.lfid`` files (:mod:`lfi_gym.agents.demofile`: a single-file format with a
 checksum against damage, written atomically, read back as memory maps, never unpickled) or as
 the same bytes in memory (:meth:`Demonstrations.to_bytes`, e.g. a member of an agent file).
+They convert to and from Minari datasets and Hugging Face ``datasets``
+(:mod:`lfi_gym.agents.exchange`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from lfi_gym.agents import demofile
+from lfi_gym.agents import demofile, exchange
 from lfi_gym.agents.demofile import DemonstrationsFileError, DemonstrationsWriter
 from lfi_gym.envs.policies import Policy, as_policy, check_spaces, space_mismatch
 from lfi_gym.envs.validation import check_positive_int
@@ -38,6 +40,13 @@ class Demonstrations:
     truncated). ``states`` and ``infos`` hold what files can hold (lfi-gym States, numbers,
     strings, lists, tuples, dicts with string keys, numpy arrays; see
     :mod:`lfi_gym.envs.codec`).
+
+    ``final_observations`` holds, for each episode in order, the observation after its last
+    transition (the terminal or truncated observation, or where a cut-off recording
+    stopped): the same structure as ``observations`` with one row per episode. It is
+    ``None`` when unknown (demonstrations read from a schema-2 ``.lfid`` file or built
+    without them); converters that need it (:meth:`to_minari`, :meth:`to_hf_dataset`) then
+    refuse.
     """
 
     observations: Observations
@@ -51,6 +60,7 @@ class Demonstrations:
     observation_space: gym.Space | None = None
     action_space: gym.Space | None = None
     env_id: str | None = None
+    final_observations: Observations | None = None
 
     def __post_init__(self) -> None:
         self.rewards = np.asarray(self.rewards, dtype=np.float32)
@@ -75,6 +85,8 @@ class Demonstrations:
             raise ValueError(f"Demonstrations fields have different lengths: {lengths}")
         if n > 0 and not self.episode_starts[0]:
             raise ValueError("episode_starts[0] must be True: the data must begin an episode")
+        if self.final_observations is not None:
+            _check_final_observations(self.observations, self.final_observations, self.n_episodes)
 
     # -- views ---------------------------------------------------------------------------
 
@@ -104,6 +116,12 @@ class Demonstrations:
         if len(indices):
             starts[0] = True
             starts[1:] |= indices[1:] != indices[:-1] + 1
+        finals = None
+        if self.final_observations is not None:
+            # A selected episode ends where the next selected index starts one: what followed
+            # its last transition is the next observation in the original data.
+            last = np.append(np.flatnonzero(starts[1:]), len(indices) - 1) if len(indices) else []
+            finals = self._next_observations(indices[np.asarray(last, dtype=np.int64)])
         return dataclasses.replace(
             self,
             observations=_map_observations(self.observations, lambda a: a[indices]),
@@ -114,7 +132,26 @@ class Demonstrations:
             truncated=self.truncated[indices],
             states=None if self.states is None else [self.states[i] for i in indices],
             infos=None if self.infos is None else [self.infos[i] for i in indices],
+            final_observations=finals,
         )
+
+    def _next_observations(self, indices: np.ndarray) -> Observations:
+        """The observation after each transition in ``indices`` (needs final observations):
+        the next transition's, or its episode's final one at an episode's last transition."""
+        episode = np.cumsum(self.episode_starts) - 1
+        following = np.minimum(indices + 1, len(self) - 1)
+        within = (indices + 1 < len(self)) & ~self.episode_starts[following]
+
+        def pick(observed: np.ndarray, final: np.ndarray) -> np.ndarray:
+            return np.where(
+                within.reshape(-1, *[1] * (observed.ndim - 1)),
+                observed[following],
+                final[episode[indices]],
+            )
+
+        if isinstance(self.observations, dict):
+            return {k: pick(v, self.final_observations[k]) for k, v in self.observations.items()}
+        return pick(self.observations, self.final_observations)
 
     def episodes(self, episode_indices: Sequence[int]) -> Demonstrations:
         """The given whole episodes, in the given order."""
@@ -156,12 +193,10 @@ class Demonstrations:
             )
         keep_states = all(p.states is not None for p in parts)
         keep_infos = all(p.infos is not None for p in parts)
-        if isinstance(first.observations, dict):
-            observations = {
-                k: np.concatenate([p.observations[k] for p in parts]) for k in first.observations
-            }
-        else:
-            observations = np.concatenate([p.observations for p in parts])
+        observations = _concatenate_observations([p.observations for p in parts])
+        finals = None
+        if all(p.final_observations is not None for p in parts):
+            finals = _concatenate_observations([p.final_observations for p in parts])
         return dataclasses.replace(
             first,
             observations=observations,
@@ -172,6 +207,7 @@ class Demonstrations:
             truncated=np.concatenate([p.truncated for p in parts]),
             states=[s for p in parts for s in p.states] if keep_states else None,
             infos=[i for p in parts for i in p.infos] if keep_infos else None,
+            final_observations=finals,
         )
 
     def __add__(self, other: Demonstrations) -> Demonstrations:
@@ -250,7 +286,17 @@ class Demonstrations:
         for transition in rollout(
             env, policy, seed=seed, deterministic=deterministic, record_states=record_states
         ):
-            obs, action, reward, episode_start, terminated, truncated, state, step_info = transition
+            (
+                obs,
+                action,
+                reward,
+                episode_start,
+                terminated,
+                truncated,
+                state,
+                step_info,
+                next_obs,
+            ) = transition
             buffer.add(
                 obs,
                 action,
@@ -260,6 +306,7 @@ class Demonstrations:
                 truncated,
                 state,
                 step_info if record_infos else None,
+                next_obs=next_obs,
             )
             if n_steps:
                 bar.update(1)
@@ -272,6 +319,42 @@ class Demonstrations:
         bar.close()
         buffer.truncated[-1] = buffer.truncated[-1] or not (buffer.terminated[-1])
         return buffer.build(env, record_states=record_states, record_infos=record_infos)
+
+    # -- exchange formats (lfi_gym.agents.exchange) ----------------------------------------
+
+    def to_minari(
+        self,
+        dataset_id: str,
+        *,
+        env: str | gym.envs.registration.EnvSpec | None = None,
+        data_format: str = "arrow",
+        **metadata: Any,
+    ) -> Any:
+        """Write a local Minari dataset (``pip install "lfi-gym[minari]"``): one episode per
+        episode, T+1 observations (the final one included), lossless, with the env's spec
+        (``env``: an id or spec; default :attr:`env_id`) so that
+        ``dataset.recover_environment()`` makes the env; ``metadata`` goes to
+        ``minari.create_dataset_from_buffers``. Needs :attr:`final_observations`. Returns
+        the ``minari.MinariDataset``. See :mod:`lfi_gym.agents.exchange`."""
+        return exchange.to_minari(self, dataset_id, env=env, data_format=data_format, **metadata)
+
+    @classmethod
+    def from_minari(cls, dataset: Any) -> Demonstrations:
+        """Demonstrations from a ``minari.MinariDataset`` or the id of a local one (its
+        observations, final observations, actions, rewards, flags, spaces and env id)."""
+        return cls(**exchange.fields_from_minari(dataset))
+
+    def to_hf_dataset(self) -> Any:
+        """A Hugging Face ``datasets.Dataset``, one row per transition, with the final
+        observation on each episode's last row and features derived from the spaces; see
+        :mod:`lfi_gym.agents.exchange` for the columns. Needs :attr:`final_observations`."""
+        return exchange.to_hf_dataset(self)
+
+    @classmethod
+    def from_hf_dataset(cls, dataset: Any) -> Demonstrations:
+        """Demonstrations from a dataset :meth:`to_hf_dataset` made (also after
+        ``save_to_disk`` / ``load_from_disk``)."""
+        return cls(**exchange.fields_from_hf_dataset(dataset))
 
     # -- files ---------------------------------------------------------------------------
 
@@ -304,6 +387,9 @@ class Demonstrations:
         arrays: dict[str, np.ndarray] = {
             key: np.ascontiguousarray(array) for key, array in _observation_items(self.observations)
         }
+        if self.final_observations is not None:
+            for key, array in _observation_items(self.final_observations, "final_observations"):
+                arrays[key] = np.ascontiguousarray(array)
         for key in ("actions", "rewards", "episode_starts", "terminated", "truncated"):
             arrays[key] = np.ascontiguousarray(getattr(self, key))
         demofile.check_arrays(arrays)
@@ -326,13 +412,16 @@ class Demonstrations:
     @classmethod
     def _from_file(cls, contents: demofile.Contents, label: str) -> Demonstrations:
         footer, arrays, values = contents
-        if footer["observations"] == "dict":
-            prefix = "observations/"
-            observations: Observations = {
-                k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)
-            }
-        else:
-            observations = arrays["observations"]
+        observations = _observations_from(arrays, "observations", footer["observations"])
+        # Absent (schema 2, or saved without them): unknown.
+        finals = _observations_from(arrays, "final_observations", footer["observations"])
+        if finals is not None and observations is not None:
+            mine = sorted(observations) if isinstance(observations, dict) else None
+            theirs = sorted(finals) if isinstance(finals, dict) else None
+            if mine != theirs:
+                raise DemonstrationsFileError(
+                    f"{label}: the final observations have keys {theirs}, the observations {mine}"
+                )
         if "spaces" not in values:
             raise DemonstrationsFileError(f"{label}: the file has no 'spaces' section")
         observation_space, action_space = demofile.decode_spaces(values["spaces"], label)
@@ -341,7 +430,7 @@ class Demonstrations:
             raise DemonstrationsFileError(f"{label}: states and infos must be lists")
         try:
             return cls(
-                observations=observations,
+                observations=arrays["observations"] if observations is None else observations,
                 actions=arrays["actions"],
                 rewards=arrays["rewards"],
                 episode_starts=arrays["episode_starts"],
@@ -352,6 +441,7 @@ class Demonstrations:
                 observation_space=observation_space,
                 action_space=action_space,
                 env_id=footer.get("env_id"),
+                final_observations=finals,
             )
         except (KeyError, ValueError) as exc:
             raise DemonstrationsFileError(f"{label}: inconsistent contents: {exc}") from exc
@@ -366,10 +456,49 @@ class Demonstrations:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _observation_items(observations: Observations) -> list[tuple[str, np.ndarray]]:
+def _observation_items(
+    observations: Observations, name: str = "observations"
+) -> list[tuple[str, np.ndarray]]:
     if isinstance(observations, dict):
-        return [(f"observations/{k}", v) for k, v in observations.items()]
-    return [("observations", observations)]
+        return [(f"{name}/{k}", v) for k, v in observations.items()]
+    return [(name, observations)]
+
+
+def _observations_from(
+    arrays: dict[str, np.ndarray], name: str, layout: str
+) -> Observations | None:
+    """The file's ``name`` sections as observations (None if it has none)."""
+    if layout == "dict":
+        prefix = f"{name}/"
+        found = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        return found or None
+    return arrays.get(name)
+
+
+def _concatenate_observations(parts: Sequence[Observations]) -> Observations:
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)
+
+
+def _check_final_observations(
+    observations: Observations, finals: Observations, n_episodes: int
+) -> None:
+    """``finals`` has ``observations``' structure and per-row shapes, one row per episode."""
+    if isinstance(observations, dict) != isinstance(finals, dict) or (
+        isinstance(finals, dict) and finals.keys() != observations.keys()
+    ):
+        raise ValueError(
+            "final_observations must have the structure of observations (the same Dict keys)"
+        )
+    for (key, array), (_, final) in zip(
+        _observation_items(observations), _observation_items(finals), strict=True
+    ):
+        if len(final) != n_episodes or final.shape[1:] != array.shape[1:]:
+            raise ValueError(
+                f"final_{key} has shape {final.shape}: expected one row per episode "
+                f"({n_episodes}) of shape {array.shape[1:]}"
+            )
 
 
 def _map_observations(observations: Observations, fn) -> Any:
@@ -390,11 +519,26 @@ class TransitionBuffer:
         self.truncated: list[bool] = []
         self.states: list[Any] = []
         self.infos: list[Any] = []
+        # The ended episodes' final observations; the latest step's next observation.
+        self.final_observations: list[Any] = []
+        self._pending_final: Any = None
+        self._finals_complete = True
+        self._episode_open = False  # the latest step did not end its episode
 
     def __len__(self) -> int:
         return len(self.actions)
 
-    def add(self, obs, action, reward, start, terminated, truncated, state, info) -> None:
+    def add(
+        self, obs, action, reward, start, terminated, truncated, state, info, *, next_obs=None
+    ) -> None:
+        """One transition; ``next_obs`` (what the step returned, before any reset) gives the
+        episode's final observation when the step ends it or is the last one recorded."""
+        if start and self._episode_open:
+            self._end_episode()  # the previous (partial) episode stops here
+        self._pending_final = next_obs
+        self._episode_open = not (terminated or truncated)
+        if not self._episode_open:
+            self._end_episode()
         self.observations.append(obs)
         self.actions.append(np.asarray(action))
         self.rewards.append(float(reward))
@@ -404,16 +548,22 @@ class TransitionBuffer:
         self.states.append(state)
         self.infos.append(info)
 
+    def _end_episode(self) -> None:
+        if self._pending_final is None:
+            self._finals_complete = False
+        self.final_observations.append(self._pending_final)
+        self._pending_final = None
+
     def build(
         self, env: gym.Env, *, record_states: bool = False, record_infos: bool = False
     ) -> Demonstrations:
-        """The recorded transitions as Demonstrations of ``env`` (its spaces and id)."""
-        if isinstance(self.observations[0], dict):
-            observations: Observations = {
-                k: np.stack([o[k] for o in self.observations]) for k in self.observations[0]
-            }
-        else:
-            observations = np.stack(self.observations)
+        """The recorded transitions as Demonstrations of ``env`` (its spaces and id); their
+        final observations are known if every ended episode's ``next_obs`` was given."""
+        finals = list(self.final_observations)
+        if self._episode_open:
+            finals.append(self._pending_final)  # the recording stopped mid-episode
+        known = self._finals_complete and all(f is not None for f in finals)
+        observations = _stack_observations(self.observations)
         self.observations.clear()
         return Demonstrations(
             observations=observations,
@@ -428,7 +578,14 @@ class TransitionBuffer:
             observation_space=env.observation_space,
             action_space=env.action_space,
             env_id=env.unwrapped.spec.id if env.unwrapped.spec is not None else None,
+            final_observations=_stack_observations(finals) if known else None,
         )
+
+
+def _stack_observations(observations: list[Any]) -> Observations:
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
 
 
 def rollout(
@@ -438,12 +595,14 @@ def rollout(
     seed: int | None = None,
     deterministic: bool = True,
     record_states: bool = False,
-) -> Iterator[tuple[Any, Any, float, bool, bool, bool, Any, dict[str, Any]]]:
+) -> Iterator[tuple[Any, Any, float, bool, bool, bool, Any, dict[str, Any], Any]]:
     """Transitions of ``policy`` in ``env``, without end: ``(obs, action, reward,
-    episode_start, terminated, truncated, state, info)``. The first reset uses ``seed``; after
-    an episode ends the env resets without one (its RNG goes on) when the next transition
-    is asked for. ``state`` is the env's State before the step, or None unless
-    ``record_states``. The policy's recurrent state is carried and reset at episode starts.
+    episode_start, terminated, truncated, state, info, next_obs)``, where ``next_obs`` is
+    what the step returned (at an episode's end, its final observation, before the reset).
+    The first reset uses ``seed``; after an episode ends the env resets without one (its RNG
+    goes on) when the next transition is asked for. ``state`` is the env's State before the
+    step, or None unless ``record_states``. The policy's recurrent state is carried and reset
+    at episode starts.
     """
     obs, _ = env.reset(seed=seed)
     episode_start, recurrent = True, None
@@ -456,7 +615,7 @@ def rollout(
             deterministic=deterministic,
         )
         next_obs, reward, terminated, truncated, info = env.step(action)
-        yield obs, action, reward, episode_start, terminated, truncated, state, info
+        yield obs, action, reward, episode_start, terminated, truncated, state, info, next_obs
         episode_start = terminated or truncated
         obs = env.reset()[0] if episode_start else next_obs
 
@@ -485,10 +644,10 @@ def record(
     ) as writer:
         bar = tqdm(total=n_episodes, desc="demos", unit="ep", disable=not progress_bar)
         episodes_done = 0
-        for obs, action, reward, start, terminated, truncated, _, _ in rollout(
+        for obs, action, reward, start, terminated, truncated, _, _, next_obs in rollout(
             env, policy, seed=seed, deterministic=deterministic
         ):
-            writer.add(obs, action, reward, start, terminated, truncated)
+            writer.add(obs, action, reward, start, terminated, truncated, next_observation=next_obs)
             if terminated or truncated:
                 episodes_done += 1
                 bar.update(1)

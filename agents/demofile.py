@@ -26,8 +26,12 @@ two kinds, and a file with any other kind is refused:
 
 Sections (:class:`lfi_gym.agents.data.Demonstrations` fills them): arrays ``observations``
 (or ``observations/<key>`` per key of a Dict space), ``actions``, ``rewards``,
-``episode_starts``, ``terminated``, ``truncated``; values ``spaces`` (their JSON forms) and
-optionally ``states`` and ``infos``.
+``episode_starts``, ``terminated``, ``truncated`` and, since schema 3, optionally
+``final_observations`` (or ``final_observations/<key>``: one row per episode, the observation
+after its last step); values ``spaces`` (their JSON forms) and optionally ``states`` and
+``infos``. Schema 2 files (no final observations) are still read: their final observations
+are unknown (``Demonstrations.final_observations is None``), as they are in a schema 3 file
+written without them.
 
 Files are written to a temporary file in the same folder, fsync'ed, then renamed over the
 target (an interrupted save leaves the previous file intact); arrays are written from
@@ -55,7 +59,9 @@ from lfi_gym.envs import codec
 from lfi_gym.envs.codec import CodecError, parse_json
 
 FORMAT = "lfi-gym.demonstrations"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Versions this reader reads: 2 lacks the final observations, which are then unknown.
+READABLE_SCHEMA_VERSIONS = (2, 3)
 MAGIC = b"LFIDEMO\x01"
 END_MAGIC = b"LFIDEND\x01"
 #: The section kinds this reader knows; any other is refused.
@@ -392,9 +398,10 @@ def _read_footer(f: BinaryIO, size: int, label: str) -> tuple[dict[str, Any], in
             f"re-record it with this version (it reads schema {SCHEMA_VERSION}, which never "
             "unpickles)"
         )
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         raise DemonstrationsFileError(
-            f"{label}: schema version {version!r}; this lfi-gym reads version {SCHEMA_VERSION}"
+            f"{label}: schema version {version!r}; this lfi-gym reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}"
             + (
                 " (the file was written by a newer lfi-gym: upgrade)"
                 if isinstance(version, int) and version > SCHEMA_VERSION
@@ -561,6 +568,12 @@ class DemonstrationsWriter:
     appears atomically at ``close``: an interrupted recording leaves no file and any
     previous file intact. Use as a context manager; an exception inside discards the
     recording.
+
+    Final observations (the observation after each episode's last step) are kept in memory,
+    one per episode, and written at :meth:`close` when every episode's is known: pass
+    ``next_observation`` to :meth:`add` on each episode's last step and on the recording's
+    last step (passing it on every step is simplest). Otherwise the file has none, and
+    ``Demonstrations.load`` gives ``final_observations=None``.
     """
 
     def __init__(
@@ -584,6 +597,11 @@ class DemonstrationsWriter:
         self._episode_starts: list[bool] = []
         self._terminated: list[bool] = []
         self._truncated: list[bool] = []
+        # Final observations of the ended episodes (their arrays), then the pending one of
+        # the running episode: the next observation of the latest step, if given.
+        self._final_observations: list[dict[str | None, np.ndarray]] = []
+        self._pending_final: dict[str | None, np.ndarray] | None = None
+        self._finals_complete = True
         self._closed = False
         self._context = atomic_write(self.path)
         self._file = self._context.__enter__()
@@ -610,13 +628,23 @@ class DemonstrationsWriter:
         episode_start: bool,
         terminated: bool,
         truncated: bool,
+        next_observation: np.ndarray | dict[str, np.ndarray] | None = None,
     ) -> None:
-        """Append one transition (the observation is written to disk now)."""
+        """Append one transition (the observation is written to disk now).
+
+        ``next_observation`` is the observation the step returned (before any reset): it is
+        kept if the step ends the episode, or may end the recording.
+        """
         if self._closed:
             raise ValueError(f"{self.path}: the writer is closed")
         parts = self._observation_parts(observation)
+        next_parts = None if next_observation is None else self._observation_parts(next_observation)
         if not self._actions and not episode_start:
             raise ValueError("the first transition must start an episode (episode_start=True)")
+        if self._actions and episode_start and not (self._terminated[-1] or self._truncated[-1]):
+            # The previous episode was cut off (a resumed or partial recording): the
+            # observation after its last step is the one that step returned.
+            self._end_episode()
         for key, part in parts.items():
             self._spools.get(key, self._writer).write(_raw(part))
         self._actions.append(np.asarray(action))
@@ -624,6 +652,28 @@ class DemonstrationsWriter:
         self._episode_starts.append(bool(episode_start))
         self._terminated.append(bool(terminated))
         self._truncated.append(bool(truncated))
+        self._pending_final = next_parts
+        if terminated or truncated:
+            self._end_episode()
+
+    def _end_episode(self) -> None:
+        if self._pending_final is None:
+            self._finals_complete = False
+        else:
+            self._final_observations.append(self._pending_final)
+        self._pending_final = None
+
+    def _final_observation_arrays(self) -> dict[str, np.ndarray]:
+        """The ``final_observations`` sections, or none if any episode's is unknown."""
+        if not self._finals_complete:
+            return {}
+        arrays = {}
+        for key in self._layout:
+            name = "final_observations" if key is None else f"final_observations/{key}"
+            arrays[name] = np.ascontiguousarray(
+                np.stack([f[key] for f in self._final_observations])
+            )
+        return arrays
 
     def _observation_parts(self, observation: Any) -> dict[str | None, np.ndarray]:
         """The observation's arrays in the layout's order, checked before any is written."""
@@ -656,8 +706,11 @@ class DemonstrationsWriter:
             sections = self._observation_sections(n)
             # A recording cut off mid-episode ends truncated.
             truncated = list(self._truncated)
+            if not (truncated[-1] or self._terminated[-1]):
+                self._end_episode()
             truncated[-1] = truncated[-1] or not self._terminated[-1]
             arrays = {
+                **self._final_observation_arrays(),
                 "actions": np.ascontiguousarray(np.stack(self._actions)),
                 "rewards": np.asarray(self._rewards, dtype=np.float32),
                 "episode_starts": np.asarray(self._episode_starts, dtype=bool),

@@ -509,7 +509,7 @@ def test_newer_schema_version_is_refused(saved):
 def test_unknown_older_schema_version_is_refused(saved):
     path, raw = saved
     path.write_bytes(rewrite_footer(raw, lambda f: f.update(schema_version=0), fix_checksum=True))
-    with pytest.raises(DemonstrationsFileError, match=f"reads version {SCHEMA_VERSION}"):
+    with pytest.raises(DemonstrationsFileError, match=f"reads versions 2, {SCHEMA_VERSION}"):
         Demonstrations.load(path)
 
 

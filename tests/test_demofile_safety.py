@@ -179,7 +179,7 @@ def test_a_pickle_behind_an_object_dtype_is_refused(honest, tmp_path, target) ->
     assert_payload_fires_under_pickle(payload, marker)
 
 
-@pytest.mark.parametrize("target", ["actions", "observations"])
+@pytest.mark.parametrize("target", ["actions", "observations", "final_observations"])
 def test_an_object_dtype_array_section_is_refused(honest, tmp_path, target) -> None:
     marker = tmp_path / "ran"
     payload = payload_bytes(marker)
@@ -302,6 +302,75 @@ def test_an_oversized_footer_is_refused(honest, tmp_path, monkeypatch) -> None:
 def test_malformed_footer_fields_are_refused(honest, tmp_path, edit) -> None:
     message = load_both_ways(edit_footer(honest[1], edit), tmp_path)
     assert "malformed" in message
+
+
+# -- final observations (schema 3) ----------------------------------------------------------
+
+
+def test_the_honest_file_has_final_observations(honest) -> None:
+    demos, raw = honest
+    footer, contents = split_sections(raw)
+    assert footer["schema_version"] == 3
+    entry, data = contents["final_observations"]
+    assert entry["shape"] == [demos.n_episodes, 4] and entry["dtype"] == "<f4"
+    np.testing.assert_array_equal(np.frombuffer(data, "<f4"), demos.final_observations.ravel())
+
+
+@pytest.mark.parametrize(
+    ("shape", "fragment"),
+    [
+        ([2, 4], "final_observations has shape (2, 4): expected one row per episode (1)"),
+        ([1, 5], "final_observations has shape (1, 5): expected one row per episode (1) of "),
+        ([4], "final_observations has shape (4,)"),
+    ],
+)
+def test_final_observations_of_the_wrong_shape_are_refused(honest, tmp_path, shape, fragment):
+    footer, contents = split_sections(honest[1])
+    data = np.zeros(shape, np.float32).tobytes()
+    contents["final_observations"] = ({"kind": "array", "dtype": "<f4", "shape": shape}, data)
+    message = load_both_ways(assemble(footer, contents), tmp_path)
+    assert "inconsistent contents" in message and fragment in message
+
+
+def test_final_observations_past_the_data_are_refused(honest, tmp_path) -> None:
+    raw = honest[1]
+
+    def edit(footer):
+        footer["sections"]["final_observations"].update(shape=[len(raw), 4], nbytes=16 * len(raw))
+
+    message = load_both_ways(edit_footer(raw, edit), tmp_path)
+    assert "section 'final_observations' lies outside the data" in message
+
+
+@pytest.fixture(scope="module")
+def honest_dict() -> bytes:
+    env = gym.make("TextGen-TinyReviews-v0")
+    return Demonstrations.collect(env, envs.make_expert(env), n_steps=6, seed=0).to_bytes()
+
+
+def test_final_observations_with_other_dict_keys_are_refused(honest_dict, tmp_path) -> None:
+    footer, contents = split_sections(honest_dict)
+    entry, data = contents.pop("final_observations/attention_mask")
+    contents["final_observations/other"] = (entry, data)
+    message = load_both_ways(assemble(footer, contents), tmp_path)
+    assert "the final observations have keys ['input_ids', 'other']" in message
+
+
+def test_a_dict_file_missing_one_final_key_is_refused(honest_dict, tmp_path) -> None:
+    footer, contents = split_sections(honest_dict)
+    del contents["final_observations/input_ids"]
+    message = load_both_ways(assemble(footer, contents), tmp_path)
+    assert "the final observations have keys ['attention_mask']" in message
+
+
+def test_a_file_without_final_observations_loads_them_as_unknown(honest, tmp_path) -> None:
+    # Written without them (they were unknown): not damage, and the checksum covers the
+    # footer, so only an edit that recomputes it can remove them.
+    footer, contents = split_sections(honest[1])
+    del contents["final_observations"]
+    loaded = Demonstrations.from_bytes(assemble(footer, contents))
+    assert loaded.final_observations is None
+    np.testing.assert_array_equal(loaded.observations, honest[0].observations)
 
 
 # -- round trips ----------------------------------------------------------------------------
