@@ -45,7 +45,6 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,28 +70,20 @@ PAPER_PROMPT = 64
 # -- part 1: one PPO++ iteration vs one TRL GRPO step ----------------------------------------
 
 
-class SharedReward:
-    """The lexicon reward both sides call: ours with (prompts, completions, references),
-    TRL with keyword arguments. It counts the texts it scored, so that the script can check
-    that both sides scored the same number of sequences per step."""
-
-    __name__ = "lexicon_sentiment"  # TRL names its reward columns after the function
+class CountingLexiconReward(LexiconSentimentReward):
+    """The lexicon reward both sides call as is (our env and TRL both pass keywords, and TRL
+    logs it as ``lexicon-sentiment``), counting the texts it scores so that the script can
+    check that both sides scored the same number of sequences per step."""
 
     def __init__(self) -> None:
-        self.reward = LexiconSentimentReward()
-        self.calls = 0
+        super().__init__()
         self.texts = 0
 
-    def __call__(
-        self,
-        prompts: Sequence[str],
-        completions: Sequence[str],
-        references: Sequence[Sequence[str]] | None = None,
-        **_: Any,
-    ) -> list[float]:
-        self.calls += 1
+    def _score(
+        self, prompts: list[str], completions: list[str], references: list[list[str]] | None
+    ) -> np.ndarray:
         self.texts += len(completions)
-        return self.reward(prompts, completions, references)
+        return super()._score(prompts, completions, references)
 
 
 def time_ppo_plus_plus(
@@ -100,7 +91,7 @@ def time_ppo_plus_plus(
 ) -> tuple[list[float], dict[str, float]]:
     """Seconds of each timed PPO++ iteration (after one warm-up) and the last one's stats.
     ``beta = 0`` is plain PPO (no guided episode), which isolates the roll-in's cost."""
-    reward = SharedReward()
+    reward = CountingLexiconReward()
     env = gym.make(ENV_ID, reward=reward, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
     guide = LMPolicy.from_pretrained(ASSET_DIR, env=env, device="cpu")
     n_steps = batch * new_tokens
@@ -178,7 +169,7 @@ def time_trl_grpo(
             f"--batch ({batch}) must be a multiple of --generations ({generations}): GRPO "
             "groups the batch into prompts x completions"
         )
-    reward = SharedReward()
+    reward = CountingLexiconReward()
     task = gym.make(ENV_ID).unwrapped.task  # the same train prompts as our env
     prompts = [sample.prompt for sample in task.samples]
     dataset = Dataset.from_dict({"prompt": prompts})

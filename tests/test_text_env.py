@@ -203,8 +203,8 @@ def test_an_empty_dataset(text_assets) -> None:
 @pytest.mark.parametrize(
     ("reward", "match"),
     [
-        (lambda p, c, r: [0.5] * (len(c) + 1), "2 value.*for 1 rows"),
-        (lambda p, c, r: [float("nan")] * len(c), "NaN"),
+        (lambda completions, **kwargs: [0.5] * (len(completions) + 1), "2 value.*for 1 rows"),
+        (lambda completions, **kwargs: [float("nan")] * len(completions), "NaN"),
     ],
     ids=["wrong-length", "nan"],
 )
@@ -302,9 +302,11 @@ def test_the_tinyreviews_reward_separates_positive_from_negative_reviews(tiny) -
     test = gym.make(TINY, split="test").unwrapped.task
     samples = test.samples[:400]
     rewards = task.score(
-        [s.prompt for s in samples],
-        [" " + s.references[0] for s in samples],
-        [list(s.references) for s in samples],
+        prompts=[s.prompt for s in samples],
+        completions=[" " + s.references[0] for s in samples],
+        completion_ids=[task.continuation_ids(s.references[0]).tolist() for s in samples],
+        references=[list(s.references) for s in samples],
+        label=[s.label for s in samples],
     )
     labels = np.array([s.label for s in samples])
     gap = rewards[labels == 1].mean() - rewards[labels == 0].mean()

@@ -371,8 +371,10 @@ def test_check_rewards_errors_name_the_function() -> None:
         check_rewards([float("inf"), 0.0, float("nan")], 3, "my_reward")
     with pytest.raises(RewardError, match=r"'my_reward' returned values of type <U"):
         check_rewards(["0.5", "1"], 2, "my_reward")
-    with pytest.raises(RewardError, match="'my_reward' returned values of type object"):
+    with pytest.raises(RewardError, match=r"'my_reward' returned None at rows \[1\]"):
         check_rewards([0.5, None], 2, "my_reward")
+    with pytest.raises(RewardError, match="'my_reward' returned values of type object"):
+        check_rewards([0.5, {}], 2, "my_reward")
     with pytest.raises(RewardError, match="exactly one float per row"):
         check_rewards([[1.0], [2.0]], 2, "my_reward")
 

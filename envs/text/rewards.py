@@ -1,17 +1,31 @@
 """Sequence-level reward functions for the TextGen-* envs.
 
-Every reward follows the TRL-style batched contract::
+Rewards follow TRL's reward-function contract (``GRPOTrainer``'s ``reward_funcs``): they
+are called with keywords only, one list entry per row, and return one float per row::
 
-    reward(prompts, completions, references) -> list[float]
+    reward(prompts=..., completions=..., completion_ids=..., references=..., **columns)
+        -> list[float]
 
-``prompts`` and ``completions`` are lists of str, one per finished episode; ``references``
-is one list of reference texts per row (rewards that do not need them ignore it). An env
-scores all episodes that finish together in one call, so model-based rewards run one
-batched forward pass instead of one per episode.
+``prompts`` and ``completions`` are lists of str, one per finished episode;
+``completion_ids`` the generated token ids of each row (a list of int lists, EOS
+included when the episode ended on it); ``references`` one list of reference texts per
+row; ``columns`` the task's other per-row fields (``label`` on TextGen-TinyReviews and
+TextGen-IMDB: the review's class, None for a prompt given to ``make_state``). A reward
+takes the keywords it needs and ``**kwargs`` for the rest, as in TRL
+(``def reward(completions, **kwargs)``); an env passes a function without ``**kwargs``
+only the keywords it names, and refuses at ``gym.make`` one whose required parameters
+are not among them (:func:`reward_keywords`). An env scores all episodes that finish
+together in one call, so model-based rewards run one batched forward pass instead of one
+per episode.
 
-Rewards are chosen by name (``make_reward("cider-d")``) or passed as any callable with
-that signature; :func:`check_rewards` validates what a callable returns before an env
-uses it.
+TRL lets a reward return None for a row it does not apply to; an env episode always needs
+a reward, so :func:`check_rewards` refuses None, as it refuses the wrong number of values
+and NaN / inf.
+
+The built-in rewards (``make_reward("cider-d")``, :data:`REWARDS`) accept and ignore every
+keyword they do not use (``completion_ids``, dataset columns, and TRL's ``trainer_state``,
+``log_extra``, ``log_metric``), so the same objects work in the envs and as TRL
+``reward_funcs``; TRL logs them under their registry name (``rewards/lexicon-sentiment``).
 """
 
 from __future__ import annotations
@@ -46,15 +60,17 @@ __all__ = [
     "check_rewards",
     "make_reward",
     "register_reward",
+    "reward_keywords",
     "reward_name",
     "spice_available",
     "spice_unavailable_reason",
 ]
 
-#: ``(prompts, completions, references) -> one float per row``.
-RewardFunction: TypeAlias = Callable[
-    [Sequence[str], Sequence[str], Sequence[Sequence[str]]], Sequence[float]
-]
+#: ``(*, prompts, completions, completion_ids, references, **columns) -> one float per row``.
+RewardFunction: TypeAlias = Callable[..., Sequence[float]]
+
+#: The keywords an env passes to every reward call (the task's columns come on top).
+REWARD_KEYWORDS = ("prompts", "completions", "completion_ids", "references")
 
 _SCORE_ON = ("prompt+completion", "completion")
 
@@ -74,8 +90,9 @@ def check_rewards(values: Any, n: int, name: str) -> np.ndarray:
     """The rewards of ``n`` rows as a float64 array of shape (n,), or a RewardError.
 
     The error names the reward function ``name`` and says what is wrong: the wrong number
-    of values, values that are not numbers, or NaN / inf (with the rows that hold them),
-    because a silent NaN in a reward corrupts every gradient after it.
+    of values, values that are not numbers, None (TRL's "not applicable") or NaN / inf
+    (with the rows that hold them), because a silent NaN in a reward corrupts every
+    gradient after it.
     """
     if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor
         values = values.detach().cpu().numpy()
@@ -86,6 +103,14 @@ def check_rewards(values: Any, n: int, name: str) -> np.ndarray:
             f"reward function {name!r} returned {type(values).__name__} that is not a sequence "
             f"of numbers ({error}); it must return one float per row"
         ) from error
+    if array.dtype == object and array.ndim == 1:
+        missing = [i for i, value in enumerate(array) if value is None]
+        if missing:
+            raise RewardError(
+                f"reward function {name!r} returned None at rows {missing[:10]}; TRL reads None "
+                "as 'not applicable', but every finished episode needs a reward: return a float "
+                "for every row (e.g. 0.0)"
+            )
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
     ):
@@ -179,16 +204,27 @@ def _check_score_on(name: str, score_on: str) -> str:
 
 
 class _Reward:
-    """Shared call path: validate the batch, score it in one pass, validate the scores."""
+    """Shared call path: validate the batch, score it in one pass, validate the scores.
+
+    Takes TRL's keywords and ignores those it does not use (``completion_ids``, dataset
+    columns, ``trainer_state``, ``log_extra``, ``log_metric``); ``references`` comes from
+    the env, or in TRL from a dataset column of that name.
+    """
 
     name: str = "reward"
     needs_references: bool = False
+
+    @property
+    def __name__(self) -> str:
+        # TRL names a callable reward's logged metrics after its __name__.
+        return self.name
 
     def __call__(
         self,
         prompts: Sequence[str],
         completions: Sequence[str],
         references: Sequence[Sequence[str]] | None = None,
+        **unused: Any,
     ) -> list[float]:
         refs = _check_rows(
             self.name, prompts, completions, references, need_references=self.needs_references
@@ -606,7 +642,7 @@ def make_reward(spec: str | RewardFunction, **kwargs: Any) -> RewardFunction:
         if spec not in REWARDS:
             raise RewardError(
                 f"unknown reward {spec!r}; registered rewards are {sorted(REWARDS)}, or pass a "
-                "callable (prompts, completions, references) -> list[float]"
+                "callable reward(completions, **kwargs) -> list[float] (TRL's contract)"
             )
         return REWARDS[spec](**kwargs)
     if callable(spec):
@@ -618,7 +654,8 @@ def make_reward(spec: str | RewardFunction, **kwargs: Any) -> RewardFunction:
         return spec
     raise RewardError(
         f"reward must be a registered name {sorted(REWARDS)} or a callable "
-        f"(prompts, completions, references) -> list[float], got {type(spec).__name__}"
+        f"reward(completions, **kwargs) -> list[float] (TRL's contract), got "
+        f"{type(spec).__name__}"
     )
 
 
@@ -631,6 +668,45 @@ def reward_name(fn: Any) -> str:
     if inner is not None and inner is not fn:
         return reward_name(inner)
     return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def reward_keywords(fn: Any, offered: Sequence[str]) -> frozenset[str] | None:
+    """Which of the ``offered`` keywords to pass to reward function ``fn``.
+
+    None (pass them all) when ``fn`` takes ``**kwargs`` or its signature cannot be read;
+    otherwise the offered keywords it names, so that ``def reward(prompts, completions,
+    references)`` works as well as TRL's ``def reward(completions, **kwargs)``. A
+    RewardError naming the offered keywords when ``fn`` requires a parameter that is not
+    one of them (or a positional-only one), or takes none of them.
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins: pass every keyword, the call will tell
+        return None
+    hint = (
+        f"rewards are called with the keywords {', '.join(f'{k}=' for k in offered)} "
+        "(TRL's reward-function contract); name the parameters you use after them and take "
+        "**kwargs for the rest, e.g. def reward(completions, **kwargs)"
+    )
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    parameters = list(signature.parameters.values())
+    required = [
+        p.name
+        for p in parameters
+        if p.default is p.empty
+        and (p.kind is p.POSITIONAL_ONLY or (p.kind in named and p.name not in offered))
+    ]
+    if required:
+        raise RewardError(
+            f"reward function {reward_name(fn)!r} requires the parameters {required}, which are "
+            f"not passed: {hint}"
+        )
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    accepted = frozenset(p.name for p in parameters if p.kind in named and p.name in offered)
+    if not accepted:
+        raise RewardError(f"reward function {reward_name(fn)!r} takes none of the keywords: {hint}")
+    return accepted
 
 
 for _name, _factory in (

@@ -192,9 +192,16 @@ class TextRows:
         if len(finished):
             ending = rows[finished]
             prompts = [task.decode_prompt(self.prompt_ids[r]) for r in ending]
-            completions = [task.decode_completion(self.completion_ids(r)) for r in ending]
+            completion_ids = [self.completion_ids(r) for r in ending]
+            completions = [task.decode_completion(ids) for ids in completion_ids]
             references = [list(self.references[r]) for r in ending]
-            scores = task.score(prompts, completions, references)
+            scores = task.score(
+                prompts=prompts,
+                completions=completions,
+                completion_ids=[ids.tolist() for ids in completion_ids],
+                references=references,
+                **task.column_values(self.sample_index[ending].tolist()),
+            )
             for k, r, prompt, completion, score in zip(
                 finished, ending, prompts, completions, scores, strict=True
             ):

@@ -1,9 +1,10 @@
 """What a text-generation env generates for: prompts, references, tokenizer, reward.
 
 A :class:`TextTask` is shared by the single env and the native vector env of one id, so
-both tokenize and score in exactly the same way. :mod:`lfi_gym.envs.text.sources` builds the
-task of each registered id (TinyReviews offline, IMDB and CommonGen from the hub or a
-local copy).
+both tokenize and score in exactly the same way; the reward is called as TRL calls its
+reward functions, with keywords (see :mod:`lfi_gym.envs.text.rewards`).
+:mod:`lfi_gym.envs.text.sources` builds the task of each registered id (TinyReviews
+offline, IMDB and CommonGen from the hub or a local copy).
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class TextTask:
     ``min_new_tokens`` tokens were generated) or after ``max_new_tokens`` tokens; both
     ends are terminal (``terminated=True``): the reward is given then and nothing follows,
     so value targets must not bootstrap past it.
+
+    ``reward_fn`` follows TRL's reward-function contract: :meth:`score` calls it with the
+    keywords ``prompts``, ``completions``, ``completion_ids``, ``references`` and the
+    task's :attr:`columns` (``label`` when the samples carry one), each a list with one
+    entry per row, and it returns one float per row. A function without ``**kwargs`` gets
+    only the keywords it names; one that requires another is refused here.
     """
 
     def __init__(
@@ -57,6 +64,7 @@ class TextTask:
         vocab_size: int | None = None,
         reward_name: str | None = None,
     ) -> None:
+        from lfi_gym.envs.text.rewards import REWARD_KEYWORDS, RewardError, reward_keywords
         from lfi_gym.envs.text.rewards import reward_name as default_reward_name
 
         check_positive_int(prompt_length, "prompt_length")
@@ -83,6 +91,14 @@ class TextTask:
         self.samples = tuple(samples)
         self.reward_fn = reward_fn
         self.reward_name = reward_name or default_reward_name(reward_fn)
+        #: Per-row fields of the samples passed to the reward besides prompts and references.
+        self.columns: tuple[str, ...] = (
+            ("label",) if any(sample.label is not None for sample in self.samples) else ()
+        )
+        try:
+            self._reward_keywords = reward_keywords(reward_fn, REWARD_KEYWORDS + self.columns)
+        except RewardError as error:
+            raise RewardError(f"{name}: {error}") from None
         self.prompt_length = int(prompt_length)
         self.max_new_tokens = int(max_new_tokens)
         self.min_new_tokens = int(min_new_tokens)
@@ -139,13 +155,45 @@ class TextTask:
     def decode_prompt(self, prompt_ids: np.ndarray) -> str:
         return self.tokenizer.decode(prompt_ids, skip_special_tokens=True)
 
+    def column_values(self, sample_indices: Sequence[int]) -> dict[str, list[Any]]:
+        """The task's :attr:`columns` for rows of the split (``-1``: a prompt given to
+        ``make_state``, whose columns are None), TRL-style: one list per column."""
+        samples = [self.samples[i] if i >= 0 else None for i in sample_indices]
+        return {
+            column: [None if sample is None else getattr(sample, column) for sample in samples]
+            for column in self.columns
+        }
+
     def score(
-        self, prompts: list[str], completions: list[str], references: list[list[str]]
+        self,
+        *,
+        prompts: list[str],
+        completions: list[str],
+        completion_ids: list[list[int]],
+        references: list[list[str]],
+        **columns: list[Any],
     ) -> np.ndarray:
-        """One batched reward call, checked for length and finiteness."""
+        """One batched reward call with TRL's keywords, checked for length and finiteness.
+
+        ``columns`` are the task's :attr:`columns` (see :meth:`column_values`).
+        """
         from lfi_gym.envs.text.rewards import check_rewards
 
-        values = self.reward_fn(prompts, completions, references)
+        if set(columns) != set(self.columns):
+            raise ValueError(
+                f"{self.name}: score() takes the task's columns {list(self.columns)} as keywords, "
+                f"got {sorted(columns)}"
+            )
+        arguments = {
+            "prompts": prompts,
+            "completions": completions,
+            "completion_ids": completion_ids,
+            "references": references,
+            **columns,
+        }
+        if self._reward_keywords is not None:
+            arguments = {k: v for k, v in arguments.items() if k in self._reward_keywords}
+        values = self.reward_fn(**arguments)
         return check_rewards(values, len(completions), self.reward_name)
 
     def ends_episode(self, token: int, n_generated: int) -> bool:
