@@ -48,6 +48,8 @@ class LMCache:
     """The KV cache of a batch, and the observations it was computed from."""
 
     def __init__(self, past: Any, mask: torch.Tensor, positions: torch.Tensor, ids, obs_mask):
+        # the model's transformers Cache (DynamicCache; EncoderDecoderCache for seq2seq),
+        # passed back as ``cache=`` (the name since transformers 5.24)
         self.past = past
         self.mask = mask  # attention mask over cached tokens (batch, cached)
         self.positions = positions  # next position id per row (causal) or decoder length
@@ -295,7 +297,7 @@ class LMPolicy(torch.nn.Module):
         out, cache_mask, encoder, encoder_mask = self._forward(
             *_to_torch(ids, mask, self.device), use_cache=True
         )
-        cache = LMCache(out.past_key_values, cache_mask, cache_mask.sum(1), ids, mask)
+        cache = LMCache(out.cache, cache_mask, cache_mask.sum(1), ids, mask)
         cache.encoder, cache.encoder_mask = encoder, encoder_mask
         return out.logits[:, -1], cache
 
@@ -353,7 +355,7 @@ class LMPolicy(torch.nn.Module):
                 attention_mask=cache.encoder_mask,
                 decoder_input_ids=token,
                 decoder_attention_mask=step_mask,
-                past_key_values=cache.past,
+                cache=cache.past,
                 use_cache=True,
             )
         else:
@@ -361,11 +363,11 @@ class LMPolicy(torch.nn.Module):
                 input_ids=token,
                 attention_mask=step_mask,
                 position_ids=cache.positions[:, None],
-                past_key_values=cache.past,
+                cache=cache.past,
                 use_cache=True,
             )
         cache.past, cache.mask, cache.positions = (
-            out.past_key_values,
+            out.cache,
             step_mask,
             cache.positions + moved_t.to(cache.positions.dtype),
         )

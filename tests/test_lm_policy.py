@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pickle
+from importlib.metadata import requires, version
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from packaging.requirements import Requirement
 
 from lfi_gym.agents import BC
 from lfi_gym.agents.data import Demonstrations
@@ -245,3 +248,39 @@ def test_bc_fine_tuning_on_positive_reviews_raises_the_sentiment_reward() -> Non
     agent.learn(total_timesteps=3 * len(demos))
     after = _mean_sampled_reward(policy)
     assert after > before + 0.15, (before, after)
+
+
+# -- the transformers versions LMPolicy runs on ---------------------------------------------
+
+
+def _transformers_requirement(lines: list[str]) -> Requirement:
+    (requirement,) = [
+        Requirement(line)
+        for line in lines
+        if Requirement(line).name == "transformers" and Requirement(line).marker is None
+    ]
+    return requirement
+
+
+def test_the_installed_transformers_lies_in_the_declared_range() -> None:
+    """The range read from the installed package's metadata (what pip resolved against)."""
+    requirement = _transformers_requirement(requires("lfi-gym") or [])
+    installed = version("transformers")
+    assert requirement.specifier.contains(installed, prereleases=True), (
+        f"transformers {installed} is outside lfi-gym's declared {requirement}"
+    )
+
+
+def test_pyproject_bounds_transformers_to_the_cache_keyword() -> None:
+    """LMPolicy passes ``cache=`` and reads ``output.cache``: transformers 5.24 renamed
+    ``past_key_values`` to them (the old name goes in 5.40), so 5.23 must be refused, and an
+    upper bound keeps the next major release from breaking installs unannounced."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("run from an installed wheel, not the repository")
+    project = tomllib.loads(pyproject.read_text())["project"]
+    specifier = _transformers_requirement(project["dependencies"]).specifier
+    assert not specifier.contains("5.23.0") and specifier.contains("5.24.0")
+    assert not specifier.contains("6.0.0")
+    assert specifier.contains(version("transformers"), prereleases=True)
