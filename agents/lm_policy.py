@@ -48,6 +48,8 @@ class LMCache:
     """The KV cache of a batch, and the observations it was computed from."""
 
     def __init__(self, past: Any, mask: torch.Tensor, positions: torch.Tensor, ids, obs_mask):
+        # the model's transformers Cache (DynamicCache; EncoderDecoderCache for seq2seq),
+        # passed back as ``cache=`` (the name since transformers 5.24)
         self.past = past
         self.mask = mask  # attention mask over cached tokens (batch, cached)
         self.positions = positions  # next position id per row (causal) or decoder length
@@ -69,7 +71,9 @@ class LMPolicy(torch.nn.Module):
     ``model`` is a loaded ``PreTrainedModel`` or a config (then built with random
     weights; this is how ``load`` rebuilds it before loading the saved weights).
     ``prompt_length`` is where the prompt ends in an observation; seq2seq models need it
-    (encoder input vs. decoder input), and so does ``min_new_tokens``.
+    (encoder input vs. decoder input), and so does ``min_new_tokens``. ``tokenizer`` (the
+    one the observations are tokenized with) is not used for acting; :meth:`save_pretrained`
+    writes it next to the model, so that the folder is a complete Hugging Face model repo.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class LMPolicy(torch.nn.Module):
         temperature: float = 1.0,
         min_new_tokens: int = 0,
         eos_token_id: int | None = None,
+        tokenizer: Any = None,
     ) -> None:
         super().__init__()
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, PretrainedConfig
@@ -122,6 +127,7 @@ class LMPolicy(torch.nn.Module):
         if eos_token_id is None:
             eos_token_id = model.config.eos_token_id
         self.eos_token_id = eos_token_id
+        self.tokenizer = tokenizer
         if self.min_new_tokens and (prompt_length is None or eos_token_id is None):
             raise ValueError("min_new_tokens needs prompt_length and eos_token_id")
         self.value_head: torch.nn.Linear | None = None
@@ -146,8 +152,10 @@ class LMPolicy(torch.nn.Module):
         """Load a causal or seq2seq LM (hub name or local directory) as a policy.
 
         With ``env`` (single or vector TextGen env) the policy takes its spaces, prompt
-        length and ``min_new_tokens``. A directory written by :meth:`save_pretrained`
-        restores the value head too; ``value_head=True`` adds a fresh one.
+        length, ``min_new_tokens``, EOS and tokenizer. Without one, a directory written by
+        :meth:`save_pretrained` gives them back (the tokenizer is loaded from
+        ``name_or_path`` where it has one). Such a directory restores the value head too;
+        ``value_head=True`` adds a fresh one.
         """
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
@@ -182,9 +190,15 @@ class LMPolicy(torch.nn.Module):
                 prompt_length=task.prompt_length,
                 min_new_tokens=task.min_new_tokens,
                 eos_token_id=task.eos_token_id,
+                tokenizer=task.tokenizer,
             )
-        elif "prompt_length" in saved:
-            kwargs["prompt_length"] = saved["prompt_length"]
+        else:
+            kwargs["tokenizer"] = _load_tokenizer(name)
+            kwargs.update(
+                {k: v for k, v in saved.items() if k in _SAVED_WITHOUT_ENV and v is not None}
+            )
+            if saved.get("num_actions") is not None:
+                kwargs["action_space"] = spaces.Discrete(int(saved["num_actions"]))
         has_saved_head = os.path.isfile(os.path.join(name, VALUE_HEAD_FILE))
         policy = cls(
             model, value_head=has_saved_head if value_head is None else value_head, **kwargs
@@ -209,17 +223,35 @@ class LMPolicy(torch.nn.Module):
         policy.observation_space, policy.action_space = observation_space, action_space
         return policy
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write the model (``save_pretrained``), the value head and the sampling settings
-        so that :meth:`from_pretrained` on the directory gives this policy back."""
+    def save_pretrained(
+        self, directory: str | os.PathLike, *, tokenizer: Any = None, **save_kwargs: Any
+    ) -> Path:
+        """Write a complete Hugging Face model repo: the model (its ``save_pretrained``,
+        which takes ``save_kwargs`` such as ``max_shard_size``), the tokenizer (this
+        policy's, or ``tokenizer``), and the policy's own files (sampling settings, prompt
+        length, EOS, action count and the value head) so that :meth:`from_pretrained` on
+        the directory gives this policy back. ``AutoTokenizer`` and ``AutoModelForCausalLM``
+        (``AutoModelForSeq2SeqLM``) load the directory as any hub model."""
         from safetensors.torch import save_file
 
+        tokenizer = self.tokenizer if tokenizer is None else tokenizer
+        if tokenizer is None:
+            raise ValueError(
+                "this LMPolicy has no tokenizer (it was built from a config, an agent file or "
+                "a model folder without one), and a model repo without its tokenizer cannot be "
+                "used; pass the one its observations are tokenized with: "
+                "policy.save_pretrained(directory, tokenizer=env.unwrapped.task.tokenizer)"
+            )
         path = Path(directory)
-        self.model.save_pretrained(path)
+        self.model.save_pretrained(path, **save_kwargs)
+        tokenizer.save_pretrained(path)
         settings = {
             "top_k": self.top_k,
             "temperature": self.temperature,
             "prompt_length": self.prompt_length,
+            "min_new_tokens": self.min_new_tokens,
+            "eos_token_id": self.eos_token_id,
+            "num_actions": int(self.action_space.n),
         }
         (path / POLICY_CONFIG).write_text(json.dumps(settings, indent=2) + "\n")
         if self.value_head is not None:
@@ -228,6 +260,50 @@ class LMPolicy(torch.nn.Module):
             }
             save_file(state, str(path / VALUE_HEAD_FILE))
         return path
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+    ) -> Any:
+        """Upload the policy to the Hugging Face hub as ``repo_id`` (created if missing).
+
+        The convention of transformers' ``PushToHubMixin.push_to_hub`` (same arguments):
+        :meth:`save_pretrained` into a temporary folder, a model card (README.md), then
+        one commit of the folder with ``huggingface_hub``. Returns the commit's info.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi, ModelCardData
+
+        api = HfApi()
+        repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        card = ModelCardData(library_name="transformers", tags=["lfi-gym", *(tags or [])])
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size)
+            kind = "seq2seq" if self.seq2seq else "causal"
+            Path(folder, "README.md").write_text(
+                f"---\n{card.to_yaml()}\n---\n\n# {repo_id}\n\nA {kind} language model saved "
+                "by lfi-gym's `LMPolicy` (load it with `LMPolicy.from_pretrained` or with "
+                "transformers' `AutoTokenizer` / `AutoModel...`).\n"
+            )
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=commit_message or "Upload LMPolicy",
+                commit_description=commit_description,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {
@@ -295,7 +371,7 @@ class LMPolicy(torch.nn.Module):
         out, cache_mask, encoder, encoder_mask = self._forward(
             *_to_torch(ids, mask, self.device), use_cache=True
         )
-        cache = LMCache(out.past_key_values, cache_mask, cache_mask.sum(1), ids, mask)
+        cache = LMCache(out.cache, cache_mask, cache_mask.sum(1), ids, mask)
         cache.encoder, cache.encoder_mask = encoder, encoder_mask
         return out.logits[:, -1], cache
 
@@ -353,7 +429,7 @@ class LMPolicy(torch.nn.Module):
                 attention_mask=cache.encoder_mask,
                 decoder_input_ids=token,
                 decoder_attention_mask=step_mask,
-                past_key_values=cache.past,
+                cache=cache.past,
                 use_cache=True,
             )
         else:
@@ -361,11 +437,11 @@ class LMPolicy(torch.nn.Module):
                 input_ids=token,
                 attention_mask=step_mask,
                 position_ids=cache.positions[:, None],
-                past_key_values=cache.past,
+                cache=cache.past,
                 use_cache=True,
             )
         cache.past, cache.mask, cache.positions = (
-            out.past_key_values,
+            out.cache,
             step_mask,
             cache.positions + moved_t.to(cache.positions.dtype),
         )
@@ -526,6 +602,26 @@ def _device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+#: Settings of POLICY_CONFIG that an env gives instead when from_pretrained gets one.
+_SAVED_WITHOUT_ENV = ("prompt_length", "min_new_tokens", "eos_token_id")
+
+
+def _load_tokenizer(name: str) -> Any:
+    """The tokenizer saved with a model (None for a local folder without one)."""
+    from transformers import AutoTokenizer
+
+    from lfi_gym.envs.text.hub import load_pretrained
+
+    if os.path.isdir(name) and not any(
+        os.path.isfile(os.path.join(name, file))
+        for file in ("tokenizer.json", "tokenizer_config.json")
+    ):
+        return None
+    return load_pretrained(
+        AutoTokenizer.from_pretrained, name, asset="policy tokenizer", argument="name_or_path"
+    )
 
 
 def _read_policy_config(name: str) -> dict[str, Any]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pickle
+from importlib.metadata import requires, version
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from packaging.requirements import Requirement
 
 from lfi_gym.agents import BC
 from lfi_gym.agents.data import Demonstrations
@@ -210,6 +213,120 @@ def test_save_pretrained_round_trip_with_value_head(text_assets, tmp_path) -> No
         assert torch.allclose(rebuilt.evaluate_actions(batch, actions)[1], want[1])
 
 
+@pytest.mark.parametrize("env_id", [IMDB, COMMONGEN])
+def test_a_saved_policy_folder_loads_with_plain_transformers(env_id, text_assets, tmp_path):
+    """The folder is a complete Hugging Face model repo: AutoTokenizer and the Auto model
+    class load it, and give the tokens and logits of the policy's own tokenizer and model."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    env = gym.make(env_id, **text_assets.env_kwargs(env_id))
+    path = text_assets.gpt2 if env_id == IMDB else text_assets.t5
+    policy = LMPolicy.from_pretrained(path, env=env, device="cpu")
+    folder = policy.save_pretrained(tmp_path / "policy")
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    text = "the plot was a masterpiece of acting"
+    want = env.unwrapped.task.tokenizer(text)["input_ids"]
+    assert tokenizer(text)["input_ids"] == want
+    auto = AutoModelForSeq2SeqLM if policy.seq2seq else AutoModelForCausalLM
+    model = auto.from_pretrained(folder).eval()
+    ids = torch.tensor([want])
+    inputs = {"input_ids": ids}
+    if policy.seq2seq:
+        inputs["decoder_input_ids"] = ids[:, :3]
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, policy.model(**inputs).logits)
+
+
+def test_from_pretrained_round_trips_a_saved_folder_without_the_env(text_assets, tmp_path):
+    env = gym.make(IMDB, **text_assets.env_kwargs(IMDB))
+    policy = LMPolicy.from_pretrained(
+        text_assets.gpt2, env=env, value_head=True, top_k=7, temperature=0.5, device="cpu"
+    )
+    with torch.no_grad():
+        policy.value_head.weight.normal_()
+    policy.save_pretrained(tmp_path / "policy")
+    loaded = LMPolicy.from_pretrained(tmp_path / "policy", device="cpu")
+
+    settings = ("prompt_length", "min_new_tokens", "eos_token_id", "top_k", "temperature")
+    assert {k: getattr(loaded, k) for k in settings} == {k: getattr(policy, k) for k in settings}
+    assert loaded.min_new_tokens == 8 and loaded.top_k == 7  # not the defaults
+    assert loaded.action_space == policy.action_space
+    assert loaded.tokenizer.get_vocab() == policy.tokenizer.get_vocab()
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):  # partly generated: EOS is still masked (min_new_tokens)
+        obs, *_ = env.step(policy.predict(obs, deterministic=True)[0])
+    batch = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
+    with torch.no_grad():
+        want, got = policy.evaluate_generated(batch), loaded.evaluate_generated(batch)
+    assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+    # And it saves again: the loaded policy carries the tokenizer it was saved with.
+    again = loaded.save_pretrained(tmp_path / "again")
+    assert (again / "tokenizer.json").is_file()
+
+
+def test_saving_a_policy_without_a_tokenizer_names_the_fix(text_assets, tmp_path) -> None:
+    policy = LMPolicy.from_pretrained(text_assets.gpt2, device="cpu")
+    bare = LMPolicy(**policy._get_constructor_parameters())  # as an agent file rebuilds it
+    with pytest.raises(ValueError, match=r"no tokenizer.*save_pretrained\(directory, tokenizer="):
+        bare.save_pretrained(tmp_path / "bare")
+    bare.save_pretrained(tmp_path / "bare", tokenizer=policy.tokenizer)
+    assert (tmp_path / "bare" / "tokenizer.json").is_file()
+
+
+def test_push_to_hub_uploads_the_saved_folder(text_assets, tmp_path, monkeypatch) -> None:
+    """push_to_hub as transformers' PushToHubMixin: create the repo, save_pretrained into a
+    temporary folder, upload it in one commit (the hub calls are captured: no network)."""
+    from huggingface_hub import HfApi, RepoUrl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    calls: dict[str, object] = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"] = (repo_id, kwargs)
+        return RepoUrl(f"https://huggingface.co/someone/{repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        import shutil
+
+        calls["upload_folder"] = (repo_id, kwargs)
+        shutil.copytree(folder_path, tmp_path / "uploaded")
+        return "commit-info"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    env = gym.make(IMDB, **text_assets.env_kwargs(IMDB))
+    policy = LMPolicy.from_pretrained(text_assets.gpt2, env=env, value_head=True, device="cpu")
+
+    result = policy.push_to_hub("tiny-policy", private=True, token="t", tags=["imdb"])
+
+    assert result == "commit-info"
+    assert calls["create_repo"] == (
+        "tiny-policy",
+        {"private": True, "token": "t", "exist_ok": True},
+    )
+    repo_id, upload = calls["upload_folder"]
+    assert repo_id == "someone/tiny-policy"  # the id create_repo resolved
+    assert upload["token"] == "t" and upload["commit_message"] == "Upload LMPolicy"
+    uploaded = tmp_path / "uploaded"
+    files = {p.name for p in uploaded.iterdir()}
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "lfi_policy.json",
+        "value_head.safetensors",
+        "README.md",
+    } <= files
+    card = (uploaded / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\n") and "- imdb" in card
+    AutoTokenizer.from_pretrained(uploaded)
+    AutoModelForCausalLM.from_pretrained(uploaded)
+    assert LMPolicy.from_pretrained(uploaded, device="cpu").value_head is not None
+
+
 def test_a_pickled_cache_is_dropped_and_recomputed(text_assets) -> None:
     vec = gym.make_vec(IMDB, num_envs=2, **text_assets.env_kwargs(IMDB))
     policy = LMPolicy.from_pretrained(text_assets.gpt2, env=vec, device="cpu")
@@ -245,3 +362,39 @@ def test_bc_fine_tuning_on_positive_reviews_raises_the_sentiment_reward() -> Non
     agent.learn(total_timesteps=3 * len(demos))
     after = _mean_sampled_reward(policy)
     assert after > before + 0.15, (before, after)
+
+
+# -- the transformers versions LMPolicy runs on ---------------------------------------------
+
+
+def _transformers_requirement(lines: list[str]) -> Requirement:
+    (requirement,) = [
+        Requirement(line)
+        for line in lines
+        if Requirement(line).name == "transformers" and Requirement(line).marker is None
+    ]
+    return requirement
+
+
+def test_the_installed_transformers_lies_in_the_declared_range() -> None:
+    """The range read from the installed package's metadata (what pip resolved against)."""
+    requirement = _transformers_requirement(requires("lfi-gym") or [])
+    installed = version("transformers")
+    assert requirement.specifier.contains(installed, prereleases=True), (
+        f"transformers {installed} is outside lfi-gym's declared {requirement}"
+    )
+
+
+def test_pyproject_bounds_transformers_to_the_cache_keyword() -> None:
+    """LMPolicy passes ``cache=`` and reads ``output.cache``: transformers 5.24 renamed
+    ``past_key_values`` to them (the old name goes in 5.40), so 5.23 must be refused, and an
+    upper bound keeps the next major release from breaking installs unannounced."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("run from an installed wheel, not the repository")
+    project = tomllib.loads(pyproject.read_text())["project"]
+    specifier = _transformers_requirement(project["dependencies"]).specifier
+    assert not specifier.contains("5.23.0") and specifier.contains("5.24.0")
+    assert not specifier.contains("6.0.0")
+    assert specifier.contains(version("transformers"), prereleases=True)
