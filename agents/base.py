@@ -112,7 +112,9 @@ class BaseAgent(ABC):
     @property
     def logger(self) -> Logger:
         if self._logger is None:
-            if self.tensorboard_log is None:
+            if not self._is_main_process():  # only the main process of a run logs
+                self._logger = Logger(folder=None, output_formats=[])
+            elif self.tensorboard_log is None:
                 # SB3's configure_logger would create an empty /tmp/SB3-<date> folder.
                 formats = [make_output_format("stdout", "")] if self.verbose >= 1 else []
                 self._logger = Logger(folder=None, output_formats=formats)
@@ -121,6 +123,10 @@ class BaseAgent(ABC):
                     self.verbose, self.tensorboard_log, type(self).__name__
                 )
         return self._logger
+
+    def _is_main_process(self) -> bool:
+        """False in the other processes of a multi-process run: they neither log nor save."""
+        return True
 
     def set_logger(self, logger: Logger) -> None:
         self._logger = logger
@@ -170,7 +176,7 @@ class BaseAgent(ABC):
                 f"{type(self).__name__}.learn needs an env: pass env= to the constructor or "
                 f"to {type(self).__name__}.load(path, env=env)"
             )
-        if tb_log_name is not None and self.tensorboard_log is not None:
+        if tb_log_name is not None and self.tensorboard_log is not None and self._is_main_process():
             self._logger = configure_logger(
                 self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps
             )
@@ -179,7 +185,11 @@ class BaseAgent(ABC):
         callback = _convert_callback(callback)
         callback.init_callback(self)
         target = self.num_timesteps + int(total_timesteps)
-        bar = tqdm(total=int(total_timesteps), desc=type(self).__name__, disable=not progress_bar)
+        bar = tqdm(
+            total=int(total_timesteps),
+            desc=type(self).__name__,
+            disable=not (progress_bar and self._is_main_process()),
+        )
         callback.on_training_start(locals(), globals())
         try:
             self._learn(target, callback, bar)
@@ -228,8 +238,12 @@ class BaseAgent(ABC):
         return {name: getattr(self, name) for name in self.hyperparameter_names}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the agent to a zip file, atomically (an interrupted save keeps the old file)."""
+        """Write the agent to a zip file, atomically (an interrupted save keeps the old file).
+
+        In a multi-process run only the main process writes; the others return the path."""
         path = _zip_path(path)
+        if not self._is_main_process():
+            return path
         meta = {
             "format": "lfi-gym.agent",
             "file_version": AGENT_FILE_VERSION,

@@ -170,7 +170,9 @@ class LOLS(_Alternating):
         """This iteration's choice, drawn once per iteration from the agent's seeded RNG."""
         if self._mode_iteration != self.iteration:
             self._mode_iteration = self.iteration
-            self.mode = "ppo++" if self._plan_rng.random() < self.tau else "aggrevated"
+            # On several processes the main process's draw decides for all.
+            draw = self.processes.main_value(self._plan_rng.random())
+            self.mode = "ppo++" if draw < self.tau else "aggrevated"
         return self.mode
 
     FILE_MEMBERS = PPO.FILE_MEMBERS | {"lols.json"}

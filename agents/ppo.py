@@ -28,6 +28,16 @@ whose tokens add up to about ``batch_size``. Other learners (SB3 policies,
 PlackettLucePolicy) are scored step by step with ``evaluate_actions``, in minibatches of
 ``batch_size`` steps. The model stays in eval mode (no dropout) so that the probability
 ratio of the first minibatch is exactly 1.
+
+On several processes (``torchrun --nproc_per_node N`` or ``accelerate launch --multi_gpu
+--num_processes N``; LMPolicy learners only) each process rolls out its own episodes (seeds
+from ``SeedSequence([seed, process index])``) and the processes agree on every count that
+decides how many passes DDP runs: ``num_timesteps``, ``n_steps`` and ``total_timesteps``
+count tokens over all processes, every process runs the same number of optimizer steps per
+update (a process with fewer minibatches adds zero-weight ones), metrics are summed or
+averaged over processes and only the main process logs and saves. The design and what is
+tested (CPU / gloo only; NCCL, FSDP and DeepSpeed untested) are in
+:mod:`lfi_gym.agents.distributed`.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations
+from lfi_gym.agents.distributed import Processes, padded_plan, process_seed
 from lfi_gym.agents.learners import action_log_prob, make_learner
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
 from lfi_gym.agents.serialization import (
@@ -178,10 +189,17 @@ class PPO(BaseAgent):
             raise ValueError(f"{type(self).__name__} needs an env to build a policy; pass env=")
 
         from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
 
         # accelerate decides devices and wraps the model for multi-process training
         # (``accelerate launch`` with its own config); one process on CPU needs nothing.
-        self.accelerator = Accelerator(cpu=self.device.type == "cpu")
+        # find_unused_parameters: a pass that leaves a parameter out (a model whose forward
+        # skips one) must not stall DDP's gradient reduction.
+        self.accelerator = Accelerator(
+            cpu=self.device.type == "cpu",
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        self.processes = Processes(self.accelerator)
         self.device = self.accelerator.device
         spaces = (None, None) if env is None else _single_spaces(env)
         self._policy = make_learner(
@@ -189,6 +207,13 @@ class PPO(BaseAgent):
         )
         if env is not None:
             _check_learner_spaces(self._policy, env)
+        if self.processes.count > 1 and not _scores_sequences(self._policy):
+            raise ValueError(
+                f"{type(self).__name__} trains on {self.processes.count} processes only with "
+                f"a language-model learner (LMPolicy); {type(self._policy).__name__} is "
+                "scored step by step outside DDP's forward, so its gradients would not be "
+                "averaged. Train it in one process"
+            )
         self.reference = None
         if self.kl_coef > 0 or self.target_kl is not None:
             self.reference = copy.deepcopy(self._policy).requires_grad_(False)
@@ -197,6 +222,12 @@ class PPO(BaseAgent):
         self.optimizer = torch.optim.Adam(self._policy.parameters(), lr=self.learning_rate)
         self._train_model, self.optimizer = self.accelerator.prepare(self._policy, self.optimizer)
         rank = self.accelerator.process_index
+        if self.processes.count > 1:
+            # DDP gave every process the main process's weights: so must the reference.
+            if self.reference is not None:
+                self.reference.load_state_dict(self._policy.state_dict())
+            if rank > 0:  # token sampling differs between processes (see process_seed)
+                torch.manual_seed(process_seed(seed, rank))
         # Two streams: episode seeds and minibatch order, and the guided algorithms' plans
         # (guided or not, restart points, LOLS's choice), so that PPO++ with beta = 0 sees
         # exactly PPO's episodes.
@@ -206,6 +237,9 @@ class PPO(BaseAgent):
         self.iteration = 0
         self._n_updates = 0
         self.guide: Any = None
+
+    def _is_main_process(self) -> bool:
+        return self.processes.is_main
 
     # -- environment --------------------------------------------------------------------
 
@@ -234,24 +268,28 @@ class PPO(BaseAgent):
         while self.num_timesteps < target_timesteps:
             started = time.perf_counter()
             callback.on_rollout_start()
-            waves, stopped = self._collect(callback, bar)
+            waves, steps, stopped = self._collect(callback, bar)
             callback.on_rollout_end()
             if stopped:
                 return
             stats = self._update(waves)
             self.iteration += 1
             seconds = time.perf_counter() - started
-            steps = sum(w.steps for w in waves)
             returns = [r for w in waves for r in w.episode_returns]
-            self.logger.record("rollout/ep_rew_mean", float(np.mean(returns)))
+            ep_rew_mean = float(np.mean(returns))
+            if self.processes.count > 1:
+                ep_rew_mean = self.processes.merge_stats({"r": (ep_rew_mean, len(returns))})["r"]
+            self.logger.record("rollout/ep_rew_mean", ep_rew_mean)
             self.logger.record("time/iterations", self.iteration)
+            self.logger.record("time/total_timesteps", self.num_timesteps)
             self.logger.record("time/tokens_per_s", steps / max(seconds, 1e-9))
             for key, value in stats.items():
                 self.logger.record(f"train/{key}", value)
             self.logger.dump(self.num_timesteps)
 
-    def _collect(self, callback: BaseCallback, bar: tqdm) -> tuple[list[Wave], bool]:
-        """Waves of episodes until ``n_steps`` env steps; True if a callback stopped."""
+    def _collect(self, callback: BaseCallback, bar: tqdm) -> tuple[list[Wave], int, bool]:
+        """Waves of episodes until ``n_steps`` env steps (over all processes); returns the
+        waves, their env steps over all processes and True if a callback stopped."""
         vec = self.vector_env
         policies = {LEARNER: self._policy, GUIDE: per_row(self.guide, vec)}
         waves: list[Wave] = []
@@ -279,22 +317,30 @@ class PPO(BaseAgent):
                     "saved checkpoint are unchanged"
                 ) from exc
             waves.append(wave)
-            steps += wave.steps
-            self.num_timesteps += wave.steps
-            bar.update(wave.steps)
+            wave_steps = wave.steps
+            if self.processes.count > 1:  # every process counts the tokens of all
+                wave_steps = int(self.processes.sum([wave.steps])[0])
+            steps += wave_steps
+            self.num_timesteps += wave_steps
+            bar.update(wave_steps)
             callback.update_locals(locals())
-            if not callback.on_step():
-                return waves, True
-        return waves, False
+            if self.processes.any(not callback.on_step()):  # a stop in one stops all
+                return waves, steps, True
+        return waves, steps, False
 
     # -- the update ---------------------------------------------------------------------
 
     def _update(self, waves: list[Wave]) -> dict[str, float]:
         segments = [s for w in waves for s in w.segments if len(s)]
-        if not segments:
+        # A process without learner tokens has nothing to run DDP's passes on: all skip.
+        if self.processes.any(not segments):
             return {"tokens_trained": 0.0}
         batch = _Batch(segments, sequence=_scores_sequences(self._policy))
-        plan = [list(batch.minibatches(self.batch_size, self._rng)) for _ in range(self.n_epochs)]
+        own_plan = [
+            list(batch.minibatches(self.batch_size, self._rng)) for _ in range(self.n_epochs)
+        ]
+        # Every process runs as many minibatches per epoch as the one with the most.
+        plan = padded_plan(own_plan, self.processes.max([len(epoch) for epoch in own_plan]))
         # One epoch of one minibatch (TRL's default shape): the update's own forward pass
         # gives the old log-probabilities and values (detached), as the model is unchanged
         # until its step; otherwise they come from a separate pass.
@@ -325,7 +371,7 @@ class PPO(BaseAgent):
         if self.sft_coef > 0:
             totals["sft_loss"] = []
         for epoch in plan:
-            for index in epoch:
+            for index, weight in epoch:
                 if fused:
                     values, log_prob, entropy = first
                 else:
@@ -343,7 +389,7 @@ class PPO(BaseAgent):
                 if values is not None:
                     value_loss = self._value_loss(values, old_values[index], returns[index])
                     loss = loss + self.vf_coef * value_loss
-                if self.sft_coef > 0:
+                if self.sft_coef > 0 and weight:
                     sft = self._sft_loss()
                     loss = loss + self.sft_coef * sft
                     totals["sft_loss"].append(sft.item())
@@ -353,12 +399,16 @@ class PPO(BaseAgent):
                         f"{policy_loss.item()}, value {value_loss.item()}); training stopped "
                         "before the optimizer step, so the policy is unchanged by it"
                     )
+                if weight != 1.0:  # padding: DDP's pass, no gradient of this process's own
+                    loss = loss * weight
                 self.optimizer.zero_grad()
                 self.accelerator.backward(loss)
                 if self.max_grad_norm is not None:
                     self.accelerator.clip_grad_norm_(self._policy.parameters(), self.max_grad_norm)
                 self.optimizer.step()
                 self._n_updates += 1
+                if not weight:
+                    continue
                 with torch.no_grad():
                     log_ratio = log_prob - old_log_prob[index]
                     totals["policy_loss"].append(policy_loss.item())
@@ -368,17 +418,22 @@ class PPO(BaseAgent):
                         ((ratio - 1).abs() > self.clip_range).float().mean().item()
                     )
                     totals["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
-        mean_kl = float(kl.mean())
-        self.kl_controller.update(mean_kl, len(kl))
-        stats = {key: float(np.mean(v)) for key, v in totals.items() if v}
-        stats.update(
-            kl=mean_kl,
-            kl_coef=self.kl_controller.coef,
-            reward=float(np.mean([r for w in waves for r in w.episode_returns])),
-            tokens_trained=float(len(kl)),
-            n_updates=float(self._n_updates),
-            explained_variance=_explained_variance(old_values, returns),
+        # (value, weight): the weights average the processes' values (agents/distributed.py)
+        episode_returns = [r for w in waves for r in w.episode_returns]
+        local = {key: (float(np.mean(v)), len(v)) for key, v in totals.items() if v}
+        local.update(
+            kl=(float(kl.mean()), len(kl)),
+            reward=(float(np.mean(episode_returns)), len(episode_returns)),
+            tokens_trained=(float(len(kl)), 1),
+            explained_variance=(_explained_variance(old_values, returns), len(kl)),
         )
+        if self.processes.count > 1:
+            stats = self.processes.merge_stats(local)
+        else:
+            stats = {key: value for key, (value, _) in local.items()}
+        # Over all processes' tokens, so the coefficient stays equal in every process.
+        self.kl_controller.update(stats["kl"], int(stats["tokens_trained"]))
+        stats.update(kl_coef=self.kl_controller.coef, n_updates=float(self._n_updates))
         return stats
 
     def _score(
@@ -515,7 +570,20 @@ class PPO(BaseAgent):
             agent.iteration = check_count(trainer["iteration"])
             agent._n_updates = check_count(trainer["n_updates"])
             agent.kl_controller.coef = float(trainer["kl_coef"])
+        agent._reshard_restored_streams()
         return agent
+
+    def _reshard_restored_streams(self) -> None:
+        """In process ``r > 0`` of a multi-process resume (every process read the main
+        process's streams): streams derived from the saved ones and ``r``, so that the
+        processes' episodes differ again."""
+        index = self.processes.index
+        if index == 0:
+            return
+        saved = [int(self._rng.integers(2**32)), int(self._plan_rng.integers(2**32))]
+        root = np.random.SeedSequence([*saved, index])
+        self._rng, self._plan_rng = (np.random.default_rng(s) for s in root.spawn(2))
+        torch.manual_seed(int(root.generate_state(1, np.uint64)[0] >> 1))
 
 
 # -- the rollout batch ----------------------------------------------------------------------
