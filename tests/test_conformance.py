@@ -163,6 +163,59 @@ def test_spec_round_trips_through_json(env_id: str) -> None:
     assert _equal(_row(vec_obs, 0), obs)
 
 
+def test_a_spec_read_back_in_a_fresh_process_makes_the_env() -> None:
+    """What Minari stores: the JSON alone rebuilds the env, lfi_gym imported by the entry
+    point's import path."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gymnasium as gym\n"
+        "from gymnasium.envs.registration import EnvSpec\n"
+        "spec = EnvSpec.from_json(sys.stdin.read())\n"
+        "env = gym.make(spec); env.reset(seed=0)\n"
+        "vec = gym.make_vec(spec, num_envs=2); vec.reset(seed=0)\n"
+        "print(env.get_state().env_id, type(vec).__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=gym.spec("Control-CartPole-v0").to_json(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["Control-CartPole-v0", "RestartableSyncVectorEnv"]
+
+
+def test_registration_takes_import_paths_only() -> None:
+    from lfi_gym.envs.vector import restartable_sync_vector_env
+
+    with pytest.raises(TypeError, match="import path 'module:attr'"):
+        envs.register_restartable(
+            "Control-Other-v0",
+            entry_point="lfi_gym.envs.control.cartpole:ControlCartPoleEnv",
+            vector_entry_point=restartable_sync_vector_env,
+        )
+    assert "Control-Other-v0" not in gym.registry
+
+
+@pytest.mark.parametrize(
+    ("env_id", "mode", "supported"),
+    [
+        ("TextGen-TinyReviews-v0", "rgb_array", "'ansi'"),
+        ("AtariImitation-Pong-v0", "ansi", "'rgb_array'"),
+    ],
+)
+def test_an_unsupported_render_mode_is_refused(env_id: str, mode: str, supported: str) -> None:
+    """As a TypeError too, like envs that take no render_mode, so that SB3's make_vec_env
+    (which asks for "rgb_array") makes the env without one."""
+    from lfi_gym.envs.validation import UnsupportedRenderModeError
+
+    with pytest.raises(UnsupportedRenderModeError, match=f"supported modes: {supported}") as err:
+        gym.make(env_id, render_mode=mode)
+    assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError)
+
+
 def test_sb3_make_vec_env(env_id: str, text_assets) -> None:
     """SB3's make_vec_env in its defaults: it asks for ``render_mode="rgb_array"``, which the
     envs that can render honour; the others refuse it with a TypeError, on which SB3 makes
