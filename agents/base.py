@@ -29,6 +29,7 @@ from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.utils import configure_logger, get_device, set_random_seed
 from tqdm.auto import tqdm
 
+from lfi_gym.agents.env_kinds import is_vector_env, refuse_vector_env, row_spaces
 from lfi_gym.agents.files import atomic_write
 from lfi_gym.agents.serialization import (
     AgentFileError,
@@ -70,6 +71,9 @@ class BaseAgent(ABC):
             "verbose",
         }
     )
+    #: Why the agent needs a single env, for agents that refuse a vector env (Gymnasium's
+    #: or SB3's); None when it takes every kind (see :mod:`lfi_gym.agents.env_kinds`).
+    SINGLE_ENV_REASON: ClassVar[str | None] = None
     #: Set for each subclass from its ``__init__`` when the class is created.
     hyperparameter_names: ClassVar[tuple[str, ...]] = ()
     #: The members a subclass's files may hold besides ``agent.json`` and the policy's
@@ -89,11 +93,12 @@ class BaseAgent(ABC):
         tensorboard_log: str | None = None,
         verbose: int = 0,
     ) -> None:
-        if env is not None and not isinstance(env, (gym.Env, gym.vector.VectorEnv)):
+        if env is not None and not (isinstance(env, gym.Env) or is_vector_env(env)):
             raise TypeError(
-                f"env must be a gymnasium.Env (e.g. gym.make('Control-CartPole-v0')) or a "
-                f"vector env, got {type(env).__name__}"
+                f"env must be a gymnasium.Env (e.g. gym.make('Control-CartPole-v0')), a "
+                f"Gymnasium vector env or an SB3 VecEnv, got {type(env).__name__}"
             )
+        self._check_env_kind(env)
         if seed is not None and not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self.env = env
@@ -131,9 +136,14 @@ class BaseAgent(ABC):
     def set_logger(self, logger: Logger) -> None:
         self._logger = logger
 
+    def _check_env_kind(self, env: Any) -> None:
+        if self.SINGLE_ENV_REASON is not None:
+            refuse_vector_env(type(self).__name__, env, self.SINGLE_ENV_REASON)
+
     def get_env(self):
-        """The training env as an SB3 VecEnv (what SB3 callbacks expect), or None."""
-        if self.env is None or isinstance(self.env, gym.vector.VectorEnv):
+        """The training env as an SB3 VecEnv (what SB3 callbacks expect), or None; a
+        Gymnasium vector env is returned as it is."""
+        if self.env is None or is_vector_env(self.env):
             return self.env
         if self._vec_env is None:
             from stable_baselines3.common.vec_env import DummyVecEnv
@@ -144,7 +154,8 @@ class BaseAgent(ABC):
 
     def set_env(self, env: gym.Env) -> None:
         """Attach an env (e.g. after ``load`` without one); its spaces must match the policy."""
-        check_spaces(self.policy, env, role="policy")
+        self._check_env_kind(env)
+        check_spaces(self.policy, row_spaces(env), role="policy")
         self.env, self._vec_env = env, None
 
     def get_vec_normalize_env(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent
@@ -38,12 +39,13 @@ class BC(BaseAgent):
     (PPO, A2C, DQN, QR-DQN, ...). ``expert_labels`` is the number of expert actions it
     learned from. Callbacks' ``on_step`` runs once per gradient step, and
     ``num_timesteps`` advances by the batch size, so an SB3 ``eval_freq`` counts gradient
-    steps.
+    steps. ``env`` may be a single env, a Gymnasium vector env or an SB3 VecEnv: BC reads
+    one row's spaces from it, and SB3 callbacks get it from ``get_env()``.
     """
 
     def __init__(
         self,
-        env: gym.Env | None,
+        env: gym.Env | gym.vector.VectorEnv | VecEnv | None,
         demonstrations: Demonstrations | None = None,
         *,
         policy: Any = "auto",
@@ -121,16 +123,23 @@ class BC(BaseAgent):
                 "Demonstrations.collect(env, expert, n_episodes=...) or Demonstrations.load(path)"
             )
 
+        last_stats: dict[str, float] | None = None
+
         def on_update(stats: dict[str, float], n: int) -> bool:
+            nonlocal last_stats
             self.num_timesteps += n
             bar.update(n)
             self.trainer.log_update(self.logger, stats, self.num_timesteps)
+            last_stats = stats
             callback.update_locals(locals())
             return callback.on_step()
 
         self.trainer.train_samples(
             self.demonstrations, target_timesteps - self.num_timesteps, on_update
         )
+        # Every learn call logs, however short (the trainer logs every 100 updates).
+        if last_stats is not None:
+            self.trainer.log_update(self.logger, last_stats, self.num_timesteps, last=True)
 
     def loss(self, demonstrations: Demonstrations | None = None) -> float:
         """Mean negative log-likelihood of the (given or own) demonstrations' actions."""

@@ -65,6 +65,10 @@ class DAgger(BaseAgent):
     as in :class:`lfi_gym.agents.BC` (same defaults).
     """
 
+    SINGLE_ENV_REASON = (
+        "it steps one env and has the expert label each state while the env is in it"
+    )
+
     def __init__(
         self,
         env: gym.Env | None,

@@ -151,6 +151,11 @@ class DRIL(BaseAgent):
     so DRIL refuses text and ranking envs (their learners are not SB3 policies).
     """
 
+    SINGLE_ENV_REASON = (
+        "it makes its n_envs rollout envs itself, from the env's spec (set their number "
+        "with n_envs=)"
+    )
+
     def __init__(
         self,
         env: gym.Env | None,

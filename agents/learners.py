@@ -32,6 +32,7 @@ from stable_baselines3.common.torch_layers import (
 )
 from torch import nn
 
+from lfi_gym.agents.env_kinds import row_env, row_spaces, single_spaces
 from lfi_gym.envs.policies import check_spaces
 
 #: SB3 actor-critic policies by the names SB3 models take.
@@ -212,20 +213,20 @@ def make_learner(
 
 def learner_for_env(
     agent: str,
-    env: gym.Env | None,
+    env: Any,
     policy: Any,
     policy_kwargs: dict[str, Any] | None,
     device: str | torch.device,
 ) -> nn.Module:
-    """The learner an imitation agent (BC, DAgger) trains on ``env``: built by
-    :func:`make_learner` and checked against ``env``'s spaces. Without an env, ``policy``
+    """The learner an imitation agent (BC, DAgger) trains on ``env`` (single or vector): built
+    by :func:`make_learner` and checked against one row's spaces. Without an env, ``policy``
     must be a policy object, not a name (``agent`` names the one asking in the error)."""
     if env is None and isinstance(policy, str):
         raise ValueError(f"{agent} needs an env to build a policy from a name; pass env=")
-    spaces = (None, None) if env is None else (env.observation_space, env.action_space)
-    learner = make_learner(policy, *spaces, policy_kwargs, device, env=env)
+    spaces = (None, None) if env is None else single_spaces(env)
+    learner = make_learner(policy, *spaces, policy_kwargs, device, env=row_env(env))
     if env is not None:
-        check_spaces(learner, env, role="policy")
+        check_spaces(learner, row_spaces(env), role="policy")
     return learner
 
 

@@ -44,6 +44,8 @@ class PGRank(BaseAgent):
     exactly where training stopped.
     """
 
+    SINGLE_ENV_REASON = "it restarts one env from each query's State for every sample"
+
     def __init__(
         self,
         env: gym.Env | None,

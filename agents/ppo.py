@@ -667,9 +667,9 @@ def _scores_sequences(policy: Any) -> bool:
 
 
 def _single_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
-    if isinstance(env, gym.vector.VectorEnv):
-        return env.single_observation_space, env.single_action_space
-    return env.observation_space, env.action_space
+    from lfi_gym.agents.env_kinds import single_spaces
+
+    return single_spaces(env)
 
 
 def _check_learner_spaces(policy: Any, env: Any) -> None:
@@ -682,14 +682,29 @@ def _check_learner_spaces(policy: Any, env: Any) -> None:
 
 
 def _vectorize(env: Any, n_envs: int) -> gym.vector.VectorEnv:
-    """A restartable vector env of ``n_envs`` rows made like ``env`` (or ``env`` itself)."""
+    """A restartable vector env of ``n_envs`` rows made like ``env`` (or ``env`` itself).
+
+    An SB3 ``DummyVecEnv`` gives its row envs to a :class:`RestartableSyncVectorEnv`, which
+    steps them from then on (the guided algorithms restart rows from States, which SB3's
+    VecEnv API cannot do); its own ``num_envs`` rows are used, not ``n_envs``.
+    """
+    from lfi_gym.agents.env_kinds import is_vector_env
+    from lfi_gym.envs.vector import RestartableSyncVectorEnv
+
     if isinstance(env, gym.vector.VectorEnv):
         vec = env
+    elif is_vector_env(env):  # SB3's VecEnv
+        rows = getattr(env, "envs", None)
+        if rows is None:
+            raise TypeError(
+                f"{type(env).__name__} keeps its envs in other processes, and the guided "
+                "algorithms restart rows from their States; pass gym.make_vec(env_id, "
+                "num_envs=n), an SB3 DummyVecEnv or a single env with n_envs=n"
+            )
+        vec = RestartableSyncVectorEnv([lambda row=row: row for row in rows])
     elif env.spec is not None:
         vec = gym.make_vec(env.spec.id, num_envs=n_envs, **(env.spec.kwargs or {}))
     else:
-        from lfi_gym.envs.vector import RestartableSyncVectorEnv
-
         if n_envs != 1:
             raise ValueError(
                 "this env has no spec to make more rows from; pass n_envs=1 or a vector env"

@@ -163,10 +163,18 @@ class SupervisedTrainer:
             actions = actions.long().reshape(-1)
         return actions
 
-    def log_update(self, logger: Logger, stats: dict[str, float], step: int) -> None:
+    def log_update(
+        self, logger: Logger, stats: dict[str, float], step: int, *, last: bool = False
+    ) -> None:
         """After every ``log_every_updates``-th update: its statistics (``train/loss``,
-        ``train/neglogp``, ``train/entropy``) and the update count, dumped at ``step``."""
-        if self.n_updates % self.log_every_updates:
+        ``train/neglogp``, ``train/entropy``) and the update count, dumped at ``step``.
+
+        ``last=True``, called once after a training run's last update, logs that update
+        unless it was logged already, so that a run shorter than ``log_every_updates``
+        updates logs too.
+        """
+        due = self.n_updates % self.log_every_updates == 0
+        if due == last:  # not due yet, or (last) logged when it happened
             return
         for key, value in stats.items():
             logger.record(f"train/{key}", value)

@@ -50,10 +50,12 @@ def make_expert(env: gym.Env) -> Policy:
 register_restartable(
     "Control-CartPole-v0",
     entry_point="lfi_gym.envs.control.cartpole:ControlCartPoleEnv",
+    vector_entry_point="lfi_gym.envs.control:make_cartpole_vector",
     reward_threshold=475.0,
 )
 
-# Text: each id's native batched env is its vector entry point (gym.make_vec).
+# Vector entry points: a RestartableSyncVectorEnv of the id's rows (envs/vector.py), or
+# the family's native batched env (text).
 for _name, _id in (
     ("tinyreviews", "TextGen-TinyReviews-v0"),
     ("imdb", "TextGen-IMDB-v0"),
@@ -73,12 +75,14 @@ def _register_atari() -> None:
         register_restartable(
             f"AtariImitation-{suffix}-v0",
             entry_point="lfi_gym.envs.atari.ale:AtariImitationEnv",
+            vector_entry_point="lfi_gym.envs.atari:make_atari_vector",
             kwargs={"game": game},
         )
     for game, suffix in MINATAR_GAMES.items():
         register_restartable(
             f"MinAtarImitation-{suffix}-v0",
             entry_point="lfi_gym.envs.atari.minatar:MinAtarImitationEnv",
+            vector_entry_point="lfi_gym.envs.atari:make_minatar_vector",
             kwargs={"game": game},
         )
 
@@ -86,5 +90,13 @@ def _register_atari() -> None:
 _register_atari()
 
 # Ranking: sequential Plackett-Luce ranking with action masks (envs/ranking).
-register_restartable("Rank-Synthetic-v0", entry_point="lfi_gym.envs.ranking.env:RankSyntheticEnv")
-register_restartable("Rank-LETOR-v0", entry_point="lfi_gym.envs.ranking.env:RankLETOREnv")
+register_restartable(
+    "Rank-Synthetic-v0",
+    entry_point="lfi_gym.envs.ranking.env:RankSyntheticEnv",
+    vector_entry_point="lfi_gym.envs.ranking:make_synthetic_vector",
+)
+register_restartable(
+    "Rank-LETOR-v0",
+    entry_point="lfi_gym.envs.ranking.env:RankLETOREnv",
+    vector_entry_point="lfi_gym.envs.ranking:make_letor_vector",
+)

@@ -2,40 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-
-from lfi_gym.envs.vector import sync_vector_entry_point
 
 _REGISTERED: list[str] = []
 
 
 def register_restartable(
     id: str,
+    *,
     entry_point: str,
-    vector_entry_point: str | Callable[..., Any] | None = None,
+    vector_entry_point: str,
     **kwargs: Any,
 ) -> None:
     """Register an env that subclasses :class:`lfi_gym.envs.core.RestartableEnv`.
 
-    ``gym.make_vec(id, num_envs=n)`` then returns ``vector_entry_point``'s vector env, by
-    default a :class:`lfi_gym.envs.vector.RestartableSyncVectorEnv` (families with a native batched
-    env pass their own).
+    Both entry points are import paths (``"module:attr"``), never callables, so that
+    ``gym.spec(id).to_json()`` works (Minari stores it) and ``EnvSpec.from_json`` rebuilds
+    a spec that ``gym.make`` / ``gym.make_vec`` accept in a fresh process.
+    ``gym.make_vec(id, num_envs=n)`` returns ``vector_entry_point``'s vector env: a
+    :class:`lfi_gym.envs.vector.RestartableSyncVectorEnv` built by
+    :func:`lfi_gym.envs.vector.restartable_sync_vector_env`, or a family's native batched env.
 
     Gymnasium 1.x wrappers do not forward unknown attributes, so ``gym.make`` must return
     the env itself for ``get_state`` / ``reset_to`` to be callable on what it returns.
     The env enforces reset-before-step itself, the horizon is the env's own (no
     ``TimeLimit``), and the conformance tests run Gymnasium's checker on every id.
     """
+    for name, value in (("entry_point", entry_point), ("vector_entry_point", vector_entry_point)):
+        if not (isinstance(value, str) and value.count(":") == 1):
+            raise TypeError(
+                f"{id}: {name} must be an import path 'module:attr' (a spec holding a "
+                f"callable cannot be written as JSON); got {value!r}"
+            )
     gym.register(
         id=id,
         entry_point=entry_point,
         order_enforce=False,
         disable_env_checker=True,
         max_episode_steps=None,
-        vector_entry_point=vector_entry_point or sync_vector_entry_point(id),
+        vector_entry_point=vector_entry_point,
         **kwargs,
     )
     _REGISTERED.append(id)

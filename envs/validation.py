@@ -16,6 +16,25 @@ import numpy as np
 T = TypeVar("T")
 
 
+class UnsupportedRenderModeError(ValueError, TypeError):
+    """A ``render_mode`` the env's ``metadata["render_modes"]`` does not list.
+
+    A TypeError too: Gymnasium envs that cannot render take no ``render_mode`` argument and
+    so raise a TypeError for it, and SB3's ``make_vec_env`` (which asks every env id for
+    ``render_mode="rgb_array"``) builds the env without one on a TypeError.
+    """
+
+
+def check_render_mode(render_mode: str | None, render_modes: Sequence[str], env: str) -> None:
+    """Refuse a ``render_mode`` that is neither None nor one of ``render_modes``."""
+    if render_mode is not None and render_mode not in render_modes:
+        supported = ", ".join(map(repr, render_modes)) or "none"
+        raise UnsupportedRenderModeError(
+            f"{env} does not support render_mode={render_mode!r}; supported modes: "
+            f"{supported} (or None)"
+        )
+
+
 def is_int(value: Any) -> bool:
     """Whether ``value`` is a Python or numpy integer (``True`` / ``False`` are not)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -153,13 +153,17 @@ def plan_restart(
     return rows, list(states), None
 
 
-def sync_vector_entry_point(env_id: str) -> Callable[..., RestartableSyncVectorEnv]:
-    """A ``vector_entry_point`` building :class:`RestartableSyncVectorEnv` rows of ``env_id``."""
+def restartable_sync_vector_env(
+    env_id: str, num_envs: int = 1, **kwargs: Any
+) -> RestartableSyncVectorEnv:
+    """``num_envs`` rows of ``gym.make(env_id, **kwargs)`` as a :class:`RestartableSyncVectorEnv`.
 
-    def make(num_envs: int = 1, **kwargs: Any) -> RestartableSyncVectorEnv:
-        vector_kwargs = {k: kwargs.pop(k) for k in ("autoreset_mode", "copy") if k in kwargs}
-        return RestartableSyncVectorEnv(
-            [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)], **vector_kwargs
-        )
-
-    return make
+    The families' vector entry points call this with their id: Gymnasium calls a vector
+    entry point with the keyword arguments only, and a spec must name it by import path
+    (``"module:attr"``) to stay JSON-serialisable, so the id cannot travel in a closure.
+    ``autoreset_mode`` and ``copy`` go to the vector env, everything else to every row.
+    """
+    vector_kwargs = {k: kwargs.pop(k) for k in ("autoreset_mode", "copy") if k in kwargs}
+    return RestartableSyncVectorEnv(
+        [lambda: gym.make(env_id, **kwargs) for _ in range(num_envs)], **vector_kwargs
+    )

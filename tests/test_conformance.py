@@ -12,6 +12,7 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,6 +118,124 @@ def test_gym_make_exposes_the_contract(env_id: str) -> None:
 
 def test_gymnasium_check_env(env_id: str) -> None:
     check_env(make(env_id), skip_render_check=True)
+
+
+def test_sb3_check_env(env_id: str) -> None:
+    """Stable-Baselines3's checker too. Like Gymnasium's, it steps unmasked random actions,
+    hence the ranking envs' penalty mode here (see test_masked_envs_refuse_unmasked_samples)."""
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    sb3_check_env(make(env_id), warn=False)
+
+
+def _has_action_masks(env_id: str) -> bool:
+    creator = gym.envs.registration.load_env_creator(gym.spec(env_id).entry_point)
+    return callable(getattr(creator, "action_masks", None))
+
+
+@pytest.mark.parametrize("masked_id", [i for i in ENV_IDS if _has_action_masks(i)])
+def test_masked_envs_refuse_unmasked_samples(masked_id: str) -> None:
+    """Why the checkers run envs with ``action_masks()`` in penalty mode: the action space is
+    fixed (``Discrete(max_candidates)``) while the valid slots change with the state, so a
+    sample from it (all that SB3's and Gymnasium's checkers draw) can be a masked slot,
+    which the default mode (``invalid_action="raise"``) refuses, naming penalty mode."""
+    env = gym.make(masked_id)
+    env.reset(seed=0)
+    masked = np.flatnonzero(~np.asarray(env.unwrapped.action_masks(), dtype=bool))
+    assert len(masked) > 0 and all(env.action_space.contains(int(a)) for a in masked)
+    with pytest.raises(ValueError, match="invalid_action='penalty'"):
+        env.step(int(masked[0]))
+
+
+def test_spec_round_trips_through_json(env_id: str) -> None:
+    """Specs hold import paths, not callables: they serialise (Minari stores them), and the
+    spec read back makes the same env and the same restartable vector env."""
+    spec = gym.spec(env_id)
+    rebuilt = EnvSpec.from_json(spec.to_json())
+    assert rebuilt == spec
+    env = gym.make(rebuilt, **MAKE_KWARGS.get(env_id, {}))
+    assert EnvSpec.from_json(env.spec.to_json()) == env.spec
+    obs, _ = env.reset(seed=0)
+    assert env.get_state().env_id == env_id
+    vec = gym.make_vec(rebuilt, num_envs=2, **MAKE_KWARGS.get(env_id, {}))
+    vec_obs, _ = vec.reset(seed=0)  # row 0 is seeded with 0 too
+    assert [s.env_id for s in vec.get_state().states] == [env_id, env_id]
+    assert _equal(_row(vec_obs, 0), obs)
+
+
+def test_a_spec_read_back_in_a_fresh_process_makes_the_env() -> None:
+    """What Minari stores: the JSON alone rebuilds the env, lfi_gym imported by the entry
+    point's import path."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gymnasium as gym\n"
+        "from gymnasium.envs.registration import EnvSpec\n"
+        "spec = EnvSpec.from_json(sys.stdin.read())\n"
+        "env = gym.make(spec); env.reset(seed=0)\n"
+        "vec = gym.make_vec(spec, num_envs=2); vec.reset(seed=0)\n"
+        "print(env.get_state().env_id, type(vec).__name__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=gym.spec("Control-CartPole-v0").to_json(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["Control-CartPole-v0", "RestartableSyncVectorEnv"]
+
+
+def test_registration_takes_import_paths_only() -> None:
+    from lfi_gym.envs.vector import restartable_sync_vector_env
+
+    with pytest.raises(TypeError, match="import path 'module:attr'"):
+        envs.register_restartable(
+            "Control-Other-v0",
+            entry_point="lfi_gym.envs.control.cartpole:ControlCartPoleEnv",
+            vector_entry_point=restartable_sync_vector_env,
+        )
+    assert "Control-Other-v0" not in gym.registry
+
+
+@pytest.mark.parametrize(
+    ("env_id", "mode", "supported"),
+    [
+        ("TextGen-TinyReviews-v0", "rgb_array", "'ansi'"),
+        ("AtariImitation-Pong-v0", "ansi", "'rgb_array'"),
+    ],
+)
+def test_an_unsupported_render_mode_is_refused(env_id: str, mode: str, supported: str) -> None:
+    """As a TypeError too, like envs that take no render_mode, so that SB3's make_vec_env
+    (which asks for "rgb_array") makes the env without one."""
+    from lfi_gym.envs.validation import UnsupportedRenderModeError
+
+    with pytest.raises(UnsupportedRenderModeError, match=f"supported modes: {supported}") as err:
+        gym.make(env_id, render_mode=mode)
+    assert isinstance(err.value, TypeError) and isinstance(err.value, ValueError)
+
+
+def test_sb3_make_vec_env(env_id: str, text_assets) -> None:
+    """SB3's make_vec_env in its defaults: it asks for ``render_mode="rgb_array"``, which the
+    envs that can render honour; the others refuse it with a TypeError, on which SB3 makes
+    them without one. The default mode steps: masked envs get valid actions."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs=text_assets.env_kwargs(env_id))
+    render_modes = gym.spec(env_id).make(**text_assets.env_kwargs(env_id)).metadata["render_modes"]
+    expected_mode = "rgb_array" if "rgb_array" in render_modes else None
+    assert venv.get_attr("render_mode") == [expected_mode] * 2
+    obs = venv.reset()
+    for _ in range(3):
+        if _HAS_MASKS.get(env_id):
+            actions = np.array([np.flatnonzero(m)[0] for m in venv.env_method("action_masks")])
+        else:
+            actions = np.array([venv.action_space.sample() for _ in range(2)])
+        obs, rewards, dones, _ = venv.step(actions)
+        assert rewards.shape == dones.shape == (2,)
+    row_obs = {k: v[0] for k, v in obs.items()} if isinstance(obs, dict) else obs[0]
+    assert venv.observation_space.contains(row_obs)
 
 
 def test_state_is_immutable_picklable_and_compares_by_value(env_id: str) -> None:

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from lfi_gym.envs.core import RestartableEnv, State, StateError, generator_from_state, rng_state
-from lfi_gym.envs.validation import check_non_negative_int
+from lfi_gym.envs.validation import check_non_negative_int, check_render_mode
 
 SCREEN_SIZE = 84
 STACK = 4
@@ -117,6 +117,7 @@ class AtariImitationEnv(RestartableEnv[np.ndarray, np.int64]):
         self.fire_reset = bool(fire_reset)
         self.clip_rewards = bool(clip_rewards)
         self.max_steps = max_frames // FRAME_SKIP
+        check_render_mode(render_mode, self.metadata["render_modes"], "AtariImitationEnv")
         self.render_mode = render_mode
         if self.spec is None:
             self.default_id = f"AtariImitation-{_id_suffix(game)}-v0"

@@ -23,7 +23,7 @@ from gymnasium.error import ResetNeeded
 from lfi_gym.envs.core import RestartableEnv, rng_state
 from lfi_gym.envs.text.rows import TextGenState, TextRows, as_token_ids, check_token_ids
 from lfi_gym.envs.text.task import TextTask
-from lfi_gym.envs.validation import check_choice
+from lfi_gym.envs.validation import check_render_mode
 
 
 def text_spaces(task: TextTask) -> tuple[spaces.Dict, spaces.Discrete]:
@@ -57,7 +57,7 @@ class TextGenEnv(RestartableEnv[dict[str, np.ndarray], int]):
     state_type = TextGenState
 
     def __init__(self, task: TextTask, render_mode: str | None = None) -> None:
-        check_choice(render_mode, (None, "ansi"), "render_mode")
+        check_render_mode(render_mode, self.metadata["render_modes"], "TextGenEnv")
         self.task = task
         self.render_mode = render_mode
         self.observation_space, self.action_space = text_spaces(task)
