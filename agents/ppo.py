@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.distributed import Processes, padded_plan, process_seed
+from lfi_gym.agents.env_kinds import is_vector_env, single_spaces
 from lfi_gym.agents.learners import action_log_prob, make_learner
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
 from lfi_gym.agents.serialization import (
@@ -72,6 +73,7 @@ from lfi_gym.envs.validation import (
     check_positive_int,
     check_unit_interval,
 )
+from lfi_gym.envs.vector import RestartableSyncVectorEnv
 
 #: The RLGF authors' later public code (not the paper): 112 trajectories x 50 iterations
 #: (n_steps = 112 x 48 tokens on IMDB), minibatch 28 trajectories, lr 1e-5, KL 0.001, SFT
@@ -667,8 +669,6 @@ def _scores_sequences(policy: Any) -> bool:
 
 
 def _single_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
-    from lfi_gym.agents.env_kinds import single_spaces
-
     return single_spaces(env)
 
 
@@ -688,9 +688,6 @@ def _vectorize(env: Any, n_envs: int) -> gym.vector.VectorEnv:
     steps them from then on (the guided algorithms restart rows from States, which SB3's
     VecEnv API cannot do); its own ``num_envs`` rows are used, not ``n_envs``.
     """
-    from lfi_gym.agents.env_kinds import is_vector_env
-    from lfi_gym.envs.vector import RestartableSyncVectorEnv
-
     if isinstance(env, gym.vector.VectorEnv):
         vec = env
     elif is_vector_env(env):  # SB3's VecEnv
