@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
@@ -56,7 +55,7 @@ from tqdm.auto import tqdm
 from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.distributed import Processes, padded_plan, process_seed
-from lfi_gym.agents.env_kinds import is_vector_env, single_spaces
+from lfi_gym.agents.env_kinds import is_vector_env, row_spaces, single_spaces
 from lfi_gym.agents.learners import action_log_prob, make_learner
 from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, Segment, Wave, per_row, run_wave
 from lfi_gym.agents.serialization import (
@@ -203,7 +202,7 @@ class PPO(BaseAgent):
         )
         self.processes = Processes(self.accelerator)
         self.device = self.accelerator.device
-        spaces = (None, None) if env is None else _single_spaces(env)
+        spaces = (None, None) if env is None else single_spaces(env)
         self._policy = make_learner(
             policy, *spaces, policy_kwargs, self.device, env=env, value_head=True
         )
@@ -668,14 +667,8 @@ def _scores_sequences(policy: Any) -> bool:
     return hasattr(policy, "evaluate_generated")
 
 
-def _single_spaces(env: Any) -> tuple[gym.Space, gym.Space]:
-    return single_spaces(env)
-
-
 def _check_learner_spaces(policy: Any, env: Any) -> None:
-    observation_space, action_space = _single_spaces(env)
-    single = SimpleNamespace(observation_space=observation_space, action_space=action_space)
-    mismatch = space_mismatch(policy, single)
+    mismatch = space_mismatch(policy, row_spaces(env))
     if mismatch is not None:
         kind, got, expected = mismatch
         raise ValueError(f"the learner's {kind} is {got}, the env's is {expected}")
