@@ -345,7 +345,7 @@ def fields_from_hf_dataset(dataset: datasets.Dataset) -> dict[str, Any]:
 
 def _hf_metadata(dataset: datasets.Dataset) -> tuple[gym.Space | None, gym.Space | None, Any]:
     try:
-        metadata = json.loads(dataset.info.description or "")[HF_METADATA_KEY]
+        metadata = codec.parse_json(dataset.info.description or "")[HF_METADATA_KEY]
     except (ValueError, TypeError, KeyError):
         return None, None, None
     try:
