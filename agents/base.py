@@ -43,6 +43,9 @@ from lfi_gym.envs.validation import check_positive_int
 
 AGENT_FILE_VERSION = 2
 
+#: How ``lfi-gym compare`` budgets an agent (:attr:`BaseAgent.BUDGET_UNIT`).
+BUDGET_UNITS = ("expert_labels", "demonstrations", "env_steps")
+
 
 class BaseAgent(ABC):
     """SB3-shaped base: ``learn`` / ``predict`` / ``save`` / ``load``.
@@ -74,6 +77,16 @@ class BaseAgent(ABC):
     #: Why the agent needs a single env, for agents that refuse a vector env (Gymnasium's
     #: or SB3's); None when it takes every kind (see :mod:`lfi_gym.agents.env_kinds`).
     SINGLE_ENV_REASON: ClassVar[str | None] = None
+    #: How ``lfi-gym compare`` gives this agent its budget. ``"expert_labels"``: the agent
+    #: takes ``expert=`` and ``learn(n)`` labels ``n`` more states with it (DAgger); the
+    #: curve is trained incrementally. ``"demonstrations"``: the agent takes
+    #: ``demonstrations=`` (expert data, as many labels as the curve point) and a fresh one
+    #: is trained for each curve point (BC, DRIL). ``"env_steps"``: ``learn(n)`` takes ``n``
+    #: env steps (tokens on text envs) of RL; an agent taking ``guide=`` gets BC trained on
+    #: the label budget (PPO, the guided agents, PGRank).
+    BUDGET_UNIT: ClassVar[str] = "env_steps"
+    #: Whether the agent learns from the env's reward (counted as reward queries).
+    USES_ENV_REWARD: ClassVar[bool] = True
     #: Set for each subclass from its ``__init__`` when the class is created.
     hyperparameter_names: ClassVar[tuple[str, ...]] = ()
     #: The members a subclass's files may hold besides ``agent.json`` and the policy's
@@ -82,6 +95,10 @@ class BaseAgent(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.BUDGET_UNIT not in BUDGET_UNITS:
+            raise TypeError(
+                f"{cls.__name__}.BUDGET_UNIT is {cls.BUDGET_UNIT!r}; use one of {BUDGET_UNITS}"
+            )
         cls.hyperparameter_names = constructor_hyperparameters(cls)
 
     def __init__(
@@ -212,6 +229,18 @@ class BaseAgent(ABC):
     @abstractmethod
     def _learn(self, target_timesteps: int, callback: BaseCallback, bar: tqdm) -> None:
         """Train until ``num_timesteps`` reaches ``target_timesteps`` or a callback stops."""
+
+    def budgets(self) -> dict[str, int]:
+        """What the agent has used so far: ``expert_labels`` (expert actions it learned
+        from), ``env_steps`` (steps it took in its env; tokens on text envs) and
+        ``reward_queries`` (env rewards it learned from). Agents whose counters mean
+        something else override it."""
+        steps = 0 if self.BUDGET_UNIT == "demonstrations" else int(self.num_timesteps)
+        return {
+            "expert_labels": int(getattr(self, "expert_labels", 0)),
+            "env_steps": steps,
+            "reward_queries": steps if self.USES_ENV_REWARD else 0,
+        }
 
     # -- acting --------------------------------------------------------------------------
 

@@ -43,6 +43,9 @@ class BC(BaseAgent):
     one row's spaces from it, and SB3 callbacks get it from ``get_env()``.
     """
 
+    BUDGET_UNIT = "demonstrations"
+    USES_ENV_REWARD = False
+
     def __init__(
         self,
         env: gym.Env | gym.vector.VectorEnv | VecEnv | None,

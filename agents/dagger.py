@@ -65,6 +65,8 @@ class DAgger(BaseAgent):
     as in :class:`lfi_gym.agents.BC` (same defaults).
     """
 
+    BUDGET_UNIT = "expert_labels"
+    USES_ENV_REWARD = False
     SINGLE_ENV_REASON = (
         "it steps one env and has the expert label each state while the env is in it"
     )

@@ -151,6 +151,8 @@ class DRIL(BaseAgent):
     so DRIL refuses text and ranking envs (their learners are not SB3 policies).
     """
 
+    BUDGET_UNIT = "demonstrations"
+    USES_ENV_REWARD = False  # it learns from its own disagreement cost
     SINGLE_ENV_REASON = (
         "it makes its n_envs rollout envs itself, from the env's spec (set their number "
         "with n_envs=)"
@@ -554,6 +556,18 @@ class DRIL(BaseAgent):
             )
 
     # -- files ---------------------------------------------------------------------------
+
+    @property
+    def expert_labels(self) -> int:
+        return 0 if self.demonstrations is None else len(self.demonstrations)
+
+    def budgets(self) -> dict[str, int]:
+        """Its demonstrations' labels and its RL steps (none of them an env reward)."""
+        return {
+            "expert_labels": self.expert_labels,
+            "env_steps": int(self.num_timesteps),
+            "reward_queries": 0,
+        }
 
     FILE_MEMBERS = frozenset(
         {
