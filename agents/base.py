@@ -87,6 +87,9 @@ class BaseAgent(ABC):
     BUDGET_UNIT: ClassVar[str] = "env_steps"
     #: Whether the agent learns from the env's reward (counted as reward queries).
     USES_ENV_REWARD: ClassVar[bool] = True
+    #: The env families it runs on (:data:`lfi_gym.envs.FAMILIES`), None for all;
+    #: ``lfi-gym compare`` refuses other cells before any work.
+    FAMILIES: ClassVar[frozenset[str] | None] = None
     #: Set for each subclass from its ``__init__`` when the class is created.
     hyperparameter_names: ClassVar[tuple[str, ...]] = ()
     #: The members a subclass's files may hold besides ``agent.json`` and the policy's

@@ -151,6 +151,8 @@ class DRIL(BaseAgent):
     so DRIL refuses text and ranking envs (their learners are not SB3 policies).
     """
 
+    #: Its learner is an SB3 policy: no text or ranking learner.
+    FAMILIES = frozenset({"control", "atari"})
     BUDGET_UNIT = "demonstrations"
     USES_ENV_REWARD = False  # it learns from its own disagreement cost
     SINGLE_ENV_REASON = (

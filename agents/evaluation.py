@@ -17,9 +17,12 @@ def episode_returns(
     *,
     seed: int | None = 0,
     deterministic: bool = True,
+    info_key: str | None = None,
 ) -> np.ndarray:
     """Returns of ``n_episodes`` episodes; episode ``i`` starts from ``reset(seed=seed + i)``
-    so that two policies evaluated with the same seed face the same start states."""
+    so that two policies evaluated with the same seed face the same start states.
+    ``info_key`` scores each episode by that entry of its last info instead (e.g.
+    ``"ndcg@10"`` on a ranking env)."""
     if n_episodes <= 0:
         raise ValueError(f"n_episodes must be positive, got {n_episodes}")
     policy = as_policy(policy)
@@ -32,9 +35,16 @@ def episode_returns(
             action, state = policy.predict(
                 obs, state=state, episode_start=np.array([start]), deterministic=deterministic
             )
-            obs, reward, terminated, truncated, _ = env.step(action)
+            obs, reward, terminated, truncated, info = env.step(action)
             returns[episode] += reward
             start, done = False, terminated or truncated
+        if info_key is not None:
+            if info_key not in info:
+                raise KeyError(
+                    f"info_key {info_key!r} is not in the episode's last info (keys: "
+                    f"{', '.join(sorted(info))})"
+                )
+            returns[episode] = float(info[info_key])
     return returns
 
 

@@ -46,6 +46,8 @@ class PGRank(BaseAgent):
 
     SINGLE_ENV_REASON = "it restarts one env from each query's State for every sample"
 
+    FAMILIES = frozenset({"ranking"})
+
     def __init__(
         self,
         env: gym.Env | None,

@@ -12,13 +12,21 @@ from __future__ import annotations
 import gymnasium as gym
 
 from lfi_gym.envs.core import RestartableEnv, State, StateError
-from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
-from lfi_gym.envs.registration import check_env_id, register_restartable, registered_ids
+from lfi_gym.envs.policies import OraclePolicy, Policy, RandomPolicy, as_policy
+from lfi_gym.envs.registration import (
+    FAMILIES,
+    check_env_id,
+    env_family,
+    register_restartable,
+    registered_ids,
+)
 from lfi_gym.envs.vector import RestartableSyncVectorEnv, VectorState
 
 __all__ = [
+    "FAMILIES",
     "OraclePolicy",
     "Policy",
+    "RandomPolicy",
     "RestartableEnv",
     "RestartableSyncVectorEnv",
     "State",
@@ -26,6 +34,7 @@ __all__ = [
     "VectorState",
     "as_policy",
     "check_env_id",
+    "env_family",
     "make_expert",
     "registered_ids",
 ]

@@ -165,3 +165,46 @@ class OraclePolicy:
     def __repr__(self) -> str:
         spec = self.env.unwrapped.spec
         return f"{type(self).__name__}(env={spec.id if spec is not None else self.env})"
+
+
+# -- a random policy ------------------------------------------------------------------
+
+
+class RandomPolicy:
+    """Uniformly random actions from a seeded generator: the usual "low" end of a score
+    normalisation. On envs with an action mask (an observation ``"mask"``: ranking) it
+    draws among the valid actions only."""
+
+    def __init__(
+        self, observation_space: gym.Space, action_space: gym.Space, seed: int | None = None
+    ) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise TypeError(
+                f"RandomPolicy draws Discrete actions; this env's action space is {action_space}"
+            )
+        self.observation_space, self.action_space = observation_space, action_space
+        self._rng = np.random.default_rng(seed)
+
+    @classmethod
+    def for_env(cls, env: gym.Env, seed: int | None = None) -> RandomPolicy:
+        return cls(env.observation_space, env.action_space, seed)
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        batch, was_batched = batch_observation(observation, self.observation_space)
+        n_actions = int(self.action_space.n)
+        if isinstance(batch, dict) and "mask" in batch:
+            masks = np.asarray(batch["mask"], dtype=bool).reshape(-1, n_actions)
+        else:
+            rows = len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
+            masks = np.ones((rows, n_actions), dtype=bool)
+        actions = np.array(
+            [self._rng.choice(np.flatnonzero(m)) + self.action_space.start for m in masks],
+            dtype=np.int64,
+        )
+        return (actions if was_batched else actions[0]), state

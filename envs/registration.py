@@ -8,6 +8,15 @@ import gymnasium as gym
 
 _REGISTERED: list[str] = []
 
+#: Env families by id prefix; agents declare which of them they run on.
+FAMILIES: dict[str, str] = {
+    "Control-": "control",
+    "TextGen-": "text",
+    "Rank-": "ranking",
+    "AtariImitation-": "atari",
+    "MinAtarImitation-": "atari",
+}
+
 
 def register_restartable(
     id: str,
@@ -57,3 +66,14 @@ def check_env_id(env_id: str) -> None:
     """Raise a ValueError listing the valid ids if ``env_id`` is not an lfi-gym env."""
     if env_id not in _REGISTERED:
         raise ValueError(f"unknown env id {env_id!r}; lfi-gym registers: {', '.join(_REGISTERED)}")
+
+
+def env_family(env_id: str) -> str:
+    """The family of an lfi-gym env id: ``control``, ``text``, ``ranking`` or ``atari``
+    (ALE and MinAtar)."""
+    for prefix, family in FAMILIES.items():
+        if env_id.startswith(prefix):
+            return family
+    raise ValueError(
+        f"{env_id!r} is not an lfi-gym env id; ids start with {', '.join(FAMILIES)}"
+    )

@@ -17,21 +17,51 @@ from lfi_gym.agents.ppo import TINYREVIEWS as PPO_TINYREVIEWS
 from lfi_gym.envs.validation import check_positive_int
 
 
+#: Where a curve point's labels come from: single expert labels, or whole expert episodes
+#: (the DRIL benchmark's x-axis; a seed's labels are then its episodes' lengths).
+CURVE_UNITS = ("expert_labels", "expert_episodes")
+#: Scores of a run: the episode return, or a metric the env reports in its last info.
+METRICS = ("return", "ndcg@1", "ndcg@5", "ndcg@10")
+#: Named ends of a normalisation pair, measured on the agents' evaluation episodes.
+REFERENCE_POLICIES = ("random", "expert", "zero-shot")
+
+
+def agent_key(spec: str) -> str:
+    """How an agent is keyed in a suite: a name in lower case, an import path as given."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"an agent is a name or 'module:Class', got {spec!r}")
+    spec = spec.strip()
+    return spec if ":" in spec else spec.lower()
+
+
+def _check_choice(value: Any, choices: Sequence[str], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SuiteEntry:
     """One env of a suite and how its agents are compared.
 
-    ``curve_points`` are expert-label counts, strictly increasing and ending at
-    ``label_budget`` (default: four evenly spaced points). ``n_epochs`` is the number of
-    passes over the labelled data per training: BC trains once on its demonstrations for
-    ``n_epochs`` passes, DAgger retrains ``n_epochs`` passes over its aggregate each round
-    (unless ``agent_kwargs["dagger"]`` sets ``n_epochs``). ``agent_kwargs`` maps an agent's
-    short name to keyword arguments for its constructor.
+    ``curve_points`` are expert-label counts (or expert episodes, with
+    ``curve_unit="expert_episodes"``), strictly increasing and ending at ``label_budget``
+    (default: four evenly spaced points). ``n_epochs`` is the number of passes over the
+    labelled data per training: BC trains once on its demonstrations for ``n_epochs``
+    passes, DAgger retrains ``n_epochs`` passes over its aggregate each round (unless its
+    settings say otherwise). ``agent_kwargs`` maps an agent's name (or ``module:Class``) to
+    its settings: constructor arguments, plus ``total_timesteps`` (how long ``learn`` runs
+    for agents that are not budgeted in labels) and ``env_kwargs`` (their training env).
 
-    ``env_kwargs`` go to ``gym.make`` for training and evaluation; ``demo_env_kwargs``
-    are added for the env BC records its demonstrations on (e.g. positive reviews only:
-    GRUE's supervised fine-tuning data). ``deterministic_eval=False`` evaluates sampled
-    actions (language models: greedy decoding is not how they are used).
+    ``env_kwargs`` go to ``gym.make`` for evaluation and RL training; ``demo_env_kwargs``
+    are added for the env where expert labels are spent (demonstrations, DAgger's rounds,
+    a guide's data: e.g. positive train reviews, GRUE's supervised fine-tuning data), so
+    that every label-using agent learns from the same expert on the same prompts.
+    ``deterministic_eval=False`` evaluates sampled actions (language models: greedy
+    decoding is not how they are used). ``metric`` is what a run scores: its return or an
+    NDCG the env reports. ``normalization`` is the pair ``(low, high)`` of the normalised
+    score ``(x - low) / (high - low)``: a reference policy measured on the same episodes
+    for each seed (``"random"``, ``"expert"``, ``"zero-shot"``) or a number;
+    ``normalization_source`` says why that pair.
     """
 
     env_id: str
@@ -44,6 +74,10 @@ class SuiteEntry:
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     demo_env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     deterministic_eval: bool = True
+    curve_unit: str = "expert_labels"
+    metric: str = "return"
+    normalization: tuple[str | float, str | float] = ("random", "expert")
+    normalization_source: str = "a uniformly random policy (low) and the env's expert (high)"
 
     def __post_init__(self) -> None:
         check_positive_int(self.label_budget, "label_budget")
@@ -65,12 +99,27 @@ class SuiteEntry:
                 f"the last curve point ({points[-1]}) must equal the label budget "
                 f"({self.label_budget})"
             )
+        _check_choice(self.curve_unit, CURVE_UNITS, "curve_unit")
+        _check_choice(self.metric, METRICS, "metric")
+        pair = tuple(self.normalization)
+        if len(pair) != 2:
+            raise ValueError(f"normalization is a pair (low, high), got {self.normalization!r}")
+        for end in pair:
+            if isinstance(end, str):
+                _check_choice(end, REFERENCE_POLICIES, "a normalization end")
+            elif isinstance(end, bool) or not isinstance(end, (int, float)):
+                raise ValueError(
+                    f"a normalization end is one of {REFERENCE_POLICIES} or a number, got {end!r}"
+                )
+        if pair[0] == pair[1]:
+            raise ValueError(f"normalization {pair!r}: low and high must differ")
         # Frozen dataclass: normalise through object.__setattr__.
         object.__setattr__(self, "curve_points", points)
-        object.__setattr__(self, "agents", tuple(a.lower() for a in self.agents))
+        object.__setattr__(self, "agents", tuple(agent_key(a) for a in self.agents))
         object.__setattr__(
-            self, "agent_kwargs", {k.lower(): dict(v) for k, v in self.agent_kwargs.items()}
+            self, "agent_kwargs", {agent_key(k): dict(v) for k, v in self.agent_kwargs.items()}
         )
+        object.__setattr__(self, "normalization", pair)
 
     def with_budget(
         self, label_budget: int | None = None, curve_points: Sequence[int] | None = None
@@ -108,7 +157,31 @@ class SuiteEntry:
             "env_kwargs": dict(self.env_kwargs),
             "demo_env_kwargs": dict(self.demo_env_kwargs),
             "deterministic_eval": self.deterministic_eval,
+            "curve_unit": self.curve_unit,
+            "metric": self.metric,
+            "normalization": list(self.normalization),
+            "normalization_source": self.normalization_source,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SuiteEntry:
+        """The entry :meth:`to_dict` wrote (or a suite file's ``[[env]]`` table, where
+        ``id`` may stand for ``env_id``); unknown keys are refused by name."""
+        data = dict(data)
+        if "id" in data and "env_id" not in data:
+            data["env_id"] = data.pop("id")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(
+                f"unknown suite entry key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+            )
+        if "env_id" not in data:
+            raise ValueError("a suite entry needs its env id ('id' or 'env_id')")
+        for key in ("agents", "curve_points", "normalization"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
 
 
 # CartPole shows BC's covariate shift: with a few hundred labels the expert's
@@ -156,10 +229,17 @@ TINYREVIEWS = SuiteEntry(
     env_kwargs={"split": "validation"},
     demo_env_kwargs={"split": "train", "labels": [1]},
     deterministic_eval=False,
+    normalization=("zero-shot", 1.0),
+    normalization_source=(
+        "the zero-shot LM (low) and the lexicon reward's maximum, 1 (high): the reference "
+        "oracle writes reviews of both sentiments and scores about as much as the zero-shot "
+        "LM, so it is no reward maximiser"
+    ),
 )
 
-# Ranking: the Plackett-Luce policy learns from the ideal-ranking oracle; return = DCG of
-# the top 10. PPO++ is guided by the BC model of the whole label budget and trains on
+# Ranking: the Plackett-Luce policy learns from the ideal-ranking oracle; scored by the
+# NDCG@10 of its final ranking (the DCG return's spread across queries, 1 to 40, would
+# dwarf the differences between agents). PPO++ is guided by the BC model of the whole label budget and trains on
 # 20,000 env steps (picks) of its own.
 RANK_SYNTHETIC = SuiteEntry(
     env_id="Rank-Synthetic-v0",
@@ -183,6 +263,7 @@ RANK_SYNTHETIC = SuiteEntry(
             "n_epochs": 4,
         },
     },
+    metric="ndcg@10",
 )
 
 # Atari imitation at CPU scale: MinAtar Breakout (10x10 frames) with its lookahead oracle
@@ -202,15 +283,24 @@ MINATAR_BREAKOUT = SuiteEntry(
     env_kwargs={"horizon": 500},
 )
 
-# The DRIL paper's benchmark at CPU scale: score against the number of demonstrations
-# (1, 3, 5, 10, 20 episodes) for BC, DAgger and DRIL. ``lfi-gym compare --suite
-# atari-imitation`` runs it through lfi_gym.imitation (a demonstrations sweep, not a
-# label curve); the entries give the envs, their kwargs and evaluation episodes.
+# The DRIL paper's benchmark at CPU scale (Brantley et al. 2020, Figure 2): score against
+# the number of expert episodes (1, 3, 5, 10, 20) for BC, DAgger and DRIL, MinAtar with a
+# 500-step horizon and 1M DRIL steps (5% of the paper's 20M; on SpaceInvaders DRIL
+# separates from BC between 400k and 1M steps, benchmarks/RESULTS.md). DAgger gets as many
+# labels as the seed's episodes hold, in rounds of 250. lfi_gym.imitation analyses it.
 ATARI_IMITATION = tuple(
     SuiteEntry(
         env_id=f"MinAtarImitation-{game}-v0",
         agents=("bc", "dagger", "dril"),
+        curve_unit="expert_episodes",
+        label_budget=20,
+        curve_points=(1, 3, 5, 10, 20),
         eval_episodes=10,
+        n_epochs=50,
+        agent_kwargs={
+            "dagger": {"steps_per_round": 250, "beta_rounds": 5, "n_epochs": 10},
+            "dril": {"total_timesteps": 1_000_000, "bc_epochs": 50, "ensemble_epochs": 50},
+        },
         env_kwargs={"horizon": 500},
     )
     for game in ("SpaceInvaders", "Freeway")
