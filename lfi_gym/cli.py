@@ -2,6 +2,10 @@
 
     lfi-gym compare --out results/              # the default suite, 3 seeds
     lfi-gym compare --env Control-CartPole-v0 --agents bc,dagger --seeds 5 --out results/
+    lfi-gym compare --agents my_agents:MyAgent,bc --agent-kwargs 'bc={"batch_size": 64}' ...
+    lfi-gym compare --suite-file suite.toml --jobs 4 --out results/
+    lfi-gym compare --executor ray --address auto --out results/
+    lfi-gym report results/                     # tables and figures from saved results
     lfi-gym envs                                # registered env ids and their spaces
     lfi-gym demos --env MinAtarImitation-Breakout-v0 --episodes 5 --out demos.lfid
 
@@ -40,24 +44,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "compare" and args.suite != "atari-imitation":
-            entries = _compare_entries(args.subparser, args)
+        if args.command == "compare":
+            entries, args.seeds = _compare_entries(args.subparser, args)
         if args.command == "demos":
             _check_demos_args(args.subparser, args)
     except SystemExit as exc:  # argparse exits on --help and on usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         if args.command == "compare":
-            from lfi_gym.compare import CURVES_FILE, RESULTS_FILE
+            from lfi_gym.compare import CURVES_FILE, JOBS_DIR, PROFILES_FILE, RESULTS_FILE
 
             # Before any training: a bad --out found after hours of it would lose the run.
-            problem = _output_folder_problem(args.out, (RESULTS_FILE, CURVES_FILE))
+            files = (RESULTS_FILE, CURVES_FILE, PROFILES_FILE)
+            problem = _output_folder_problem(args.out, files)
+            if problem is None and (Path(args.out) / JOBS_DIR).is_file():
+                problem = f"holds a file {JOBS_DIR}, where the job records go"
             if problem:
                 hint = "give a writable folder (created if missing)"
                 return _error(args.subparser, f"--out {args.out!r} {problem}; {hint}")
-            if args.suite == "atari-imitation":
-                return _atari_imitation(args)
             return _compare(args, entries)
+        if args.command == "report":
+            return _report(args)
         if args.command == "envs":
             return _envs()
         if args.command == "demos":
@@ -124,7 +131,7 @@ def _output_folder_problem(folder: str, file_names: Sequence[str] = ()) -> str |
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (subcommands ``compare``, ``envs`` and ``demos``)."""
+    """The argument parser (subcommands ``compare``, ``report``, ``envs`` and ``demos``)."""
     parser = argparse.ArgumentParser(
         prog="lfi-gym",
         description="Restartable Gymnasium envs and imitation agents: run and compare agents.",
@@ -134,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser(
         "compare",
-        help="train agents with equal expert-label budgets and compare their returns",
+        help="train agents with equal budgets and compare their scores",
         description=(
-            "For each env, seed and agent: train with the same number of expert labels, "
-            "evaluate along the way, and write DIR/results.json and "
-            "DIR/learning_curves.png. Without --env, runs the suite's envs."
+            "For each env, seed and agent: train with the same expert-label budget, evaluate "
+            "on the same episodes as the reference policies, and write DIR/results.json, "
+            "DIR/learning_curves.png and DIR/performance_profiles.png. Each run's record goes "
+            "to DIR/jobs/ as it finishes: the same command run again skips finished runs. "
+            "Without --env, runs the suite's envs."
         ),
     )
     compare.add_argument(
@@ -146,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ID",
         dest="env_ids",
-        help="env id (repeatable; default: every env of --suite)",
+        help="env id (repeatable; default: every env of the suite)",
     )
     compare.add_argument(
         "--suite",
@@ -155,17 +164,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="suite giving the envs and their budgets (default: %(default)s)",
     )
     compare.add_argument(
+        "--suite-file",
+        metavar="FILE",
+        help="a suite of your own (.toml or .json: envs, agents, settings, budgets, seeds)",
+    )
+    compare.add_argument(
         "--agents",
         type=_name_list,
         metavar="LIST",
-        help="comma-separated agents, e.g. bc,dagger (default: the suite entry's)",
+        help="comma-separated agents: names (bc,dagger,...), registered or installed ones, or "
+        "module:Class from the current directory (default: the suite entry's)",
+    )
+    compare.add_argument(
+        "--agent-kwargs",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="settings of one agent, e.g. 'dagger={\"steps_per_round\": 100}' (repeatable; "
+        "merged over the suite's)",
     )
     compare.add_argument(
         "--seeds",
         type=_positive_int,
-        default=3,
         metavar="N",
-        help="number of seeds, 0..N-1 (default: %(default)s)",
+        help="number of seeds, 0..N-1 (default: the suite file's, else 3)",
     )
     compare.add_argument(
         "--out", required=True, metavar="DIR", help="output folder (created if missing)"
@@ -190,6 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
         "budget (default: the suite entry's)",
     )
     compare.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="runs at once in local processes (default: the CPUs this process may use)",
+    )
+    compare.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where runs execute: local processes or Ray tasks (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--address", metavar="ADDR", help="--executor ray: the cluster (default: a local Ray)"
+    )
+    compare.add_argument(
         "--device", default="cpu", help="torch device for the learners (default: %(default)s)"
     )
     compare.add_argument(
@@ -197,17 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=1,
         metavar="N",
-        help="torch CPU threads; small MLPs train fastest with 1 (default: %(default)s)",
+        help="torch CPU threads per run; small models train fastest with 1 (default: %(default)s)",
     )
-    compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    compare.add_argument(
-        "--demos",
-        type=_int_list,
-        metavar="LIST",
-        help="--suite atari-imitation only: demonstration counts (default: 1,3,5,10,20)",
-    )
+    compare.add_argument("--no-progress", action="store_true", help="hide the progress display")
     # Usage errors found after parsing are reported with this subcommand's usage line.
     compare.set_defaults(subparser=compare)
+
+    report = commands.add_parser(
+        "report",
+        help="rebuild the tables and figures of a comparison from its saved results",
+        description="Print DIR/results.json's tables and rewrite its figures; trains nothing.",
+    )
+    report.add_argument("dir", metavar="DIR", help="a folder written by lfi-gym compare")
+    report.set_defaults(subparser=report)
 
     commands.add_parser(
         "envs",
@@ -237,11 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
 # -- compare ------------------------------------------------------------------------------
 
 
-def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[SuiteEntry]:
-    """The suite entries to run, with the command line's overrides; usage errors exit 2."""
+def _compare_entries(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[list[SuiteEntry], int]:
+    """The suite entries to run and the seed count, with the command line's overrides;
+    usage errors (unknown ids or agents, agents that do not run on an env) exit 2."""
     from lfi_gym import envs
-    from lfi_gym.compare import check_agent
+    from lfi_gym.compare import check_agent, plan_jobs
+    from lfi_gym.suites import load_suite_file
 
+    seeds = args.seeds
+    if args.suite_file is not None:
+        try:
+            suite = load_suite_file(args.suite_file)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--suite-file: {exc}")
+        suite_entries = list(suite.entries)
+        seeds = seeds or suite.seeds
+    else:
+        suite_entries = list(get_suite(args.suite))
     if args.env_ids:
         env_ids = list(dict.fromkeys(args.env_ids))  # drop repeats, keep order
         for env_id in env_ids:
@@ -249,15 +302,17 @@ def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 envs.check_env_id(env_id)
             except ValueError as exc:
                 parser.error(str(exc))
-        entries = [entry_for(env_id, args.suite) for env_id in env_ids]
+        by_id = {entry.env_id: entry for entry in suite_entries}
+        entries = [by_id.get(env_id) or entry_for(env_id, args.suite) for env_id in env_ids]
     else:
-        entries = list(get_suite(args.suite))
+        entries = suite_entries
     agent_names = None
-    if args.agents is not None:
-        try:
+    try:
+        if args.agents is not None:
             agent_names = tuple(dict.fromkeys(check_agent(a) for a in args.agents))
-        except ValueError as exc:
-            parser.error(str(exc))
+        overrides = _agent_kwargs(args.agent_kwargs)
+    except (ValueError, TypeError, ImportError) as exc:
+        parser.error(str(exc))
     out = []
     for entry in entries:
         try:
@@ -266,91 +321,109 @@ def _compare_entries(parser: argparse.ArgumentParser, args: argparse.Namespace) 
                 entry = dataclasses.replace(entry, agents=agent_names)
             if args.eval_episodes is not None:
                 entry = dataclasses.replace(entry, eval_episodes=args.eval_episodes)
-            for name in entry.agents:
-                check_agent(name)
-        except ValueError as exc:
+            if overrides:
+                merged = {k: dict(v) for k, v in entry.agent_kwargs.items()}
+                for name, settings in overrides.items():
+                    merged[name] = {**merged.get(name, {}), **settings}
+                entry = dataclasses.replace(entry, agent_kwargs=merged)
+            plan_jobs([entry], [0])  # every agent known and able to run on this env
+        except (ValueError, TypeError, ImportError) as exc:
             parser.error(f"{entry.env_id}: {exc}")
         out.append(entry)
+    return out, seeds or 3
+
+
+def _agent_kwargs(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``NAME=JSON`` items -> {agent key: settings}."""
+    import json
+
+    from lfi_gym.compare import check_agent
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(
+                f"--agent-kwargs {item!r}: write NAME='{{json}}', e.g. bc='{{\"batch_size\": 64}}'"
+            )
+        try:
+            settings = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--agent-kwargs {item!r}: not JSON ({exc})") from None
+        if not isinstance(settings, dict):
+            raise ValueError(f"--agent-kwargs {item!r}: the settings are a JSON object {{...}}")
+        key = check_agent(name.strip())
+        out[key] = {**out.get(key, {}), **settings}
     return out
 
 
-def _atari_imitation(args: argparse.Namespace) -> int:
-    """``--suite atari-imitation``: the demonstrations sweep of lfi_gym.imitation (score
-    against 1..20 expert episodes for BC, DAgger and DRIL) instead of label curves."""
-    import torch
-
-    from lfi_gym import imitation
-
-    torch.set_num_threads(args.threads)
-    suite = {entry.env_id: entry for entry in get_suite("atari-imitation")}
-    names = args.agents or imitation.SWEEP_AGENTS
+def default_jobs() -> int:
+    """The CPUs this process may use (its affinity where the OS tells it)."""
     try:
-        games = []
-        for env_id in args.env_ids or list(suite):
-            entry = suite.get(env_id)
-            games.append(
-                imitation.game_config(
-                    env_id,
-                    env_kwargs=dict(entry.env_kwargs) if entry else None,
-                    eval_episodes=args.eval_episodes or (entry.eval_episodes if entry else None),
-                )
-            )
-        imitation.run_sweep(
-            games,
-            agents_=names,
-            demos=args.demos or imitation.DEMO_COUNTS,
-            seeds=args.seeds,
-            out=args.out,
-            device=args.device,
-            progress_bar=not args.no_progress,
-        )
-    except ValueError as exc:
-        args.subparser.error(str(exc))
-    print(imitation.report(args.out))
-    return 0
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
-    import torch
+    from lfi_gym.compare import plan_jobs, run_compare
+    from lfi_gym.output import ProgressReporter, quiet_third_party
 
-    from lfi_gym.compare import run_compare
-
-    torch.set_num_threads(args.threads)
+    quiet_third_party()
     console = Console()
-    total = sum(1 + args.seeds * len(e.agents) * len(e.curve_points) for e in entries)
-    if args.no_progress:
-        results = run_compare(entries, args.seeds, device=args.device)
-    else:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+    n_jobs = args.jobs or default_jobs()
+    total = len(plan_jobs(entries, list(range(args.seeds))))
+    with ProgressReporter(total, enabled=not args.no_progress) as reporter:
 
-        # Progress on stderr: stdout keeps only the tables and where the files went.
-        with Progress(
-            TextColumn("{task.description:<48}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            task = bar.add_task("compare", total=total)
+        def report(description: str, finished: bool, seconds: float | None) -> None:
+            if not finished:
+                reporter.started(description)
+            else:
+                reporter.finished(description, seconds)
 
-            def report(description: str, advance: int) -> None:
-                bar.update(task, description=description, advance=advance)
-
-            results = run_compare(entries, args.seeds, device=args.device, progress=report)
-    for table in _tables(results):
-        console.print(table)
+        try:
+            results = run_compare(
+                entries,
+                args.seeds,
+                device=args.device,
+                out=args.out,
+                executor=args.executor,
+                n_jobs=n_jobs,
+                address=args.address,
+                threads_per_job=args.threads,
+                progress=report,
+            )
+        except ImportError as exc:  # Ray missing
+            return _error(args.subparser, str(exc))
+    _print_tables(console, results)
     try:
-        json_path, png_path = results.save(args.out)
+        json_path, curves, profiles = results.save(args.out)
     except OSError as exc:  # --out was writable at the start; a full disk, say
         return _error(args.subparser, _save_elsewhere(results, args.out, exc))
-    console.print(f"wrote {json_path} and {png_path}")
+    wall = results.config["total_wall_time_s"]
+    console.print(
+        f"{results.config['jobs_run']} runs in {wall:.0f} s ({n_jobs} at once), "
+        f"{results.config['jobs_reused']} reused; wrote {json_path}, {curves} and {profiles}"
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lfi_gym.compare import RESULTS_FILE, CompareResults
+
+    path = Path(args.dir) / RESULTS_FILE
+    if not path.is_file():
+        return _error(
+            args.subparser, f"{path} does not exist; give a folder written by lfi-gym compare"
+        )
+    try:
+        results = CompareResults.load(args.dir)
+    except ValueError as exc:
+        return _error(args.subparser, str(exc))
+    console = Console()
+    _print_tables(console, results)
+    curves, profiles = results.save_figures(args.dir)
+    console.print(f"wrote {curves} and {profiles}")
     return 0
 
 
@@ -369,42 +442,93 @@ def _save_elsewhere(results: Any, out: str, exc: OSError) -> str:
     return f"{problem}; wrote them to {folder} instead"
 
 
+def _print_tables(console: Console, results: Any) -> None:
+    for table in _tables(results):
+        console.print(table)
+
+
+def _ci(mean: float, ci: Sequence[float], digits: int) -> str:
+    return f"{mean:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
 def _tables(results: Any) -> list[Table]:
+    """Per env: each agent's score and normalised score (mean over seeds [95% bootstrap
+    CI]) with its budgets; then the suite's IQM per agent and the probability of
+    improvement."""
     summary = results.summary()
     n_seeds = len(results.seeds)
     tables = []
     for entry in results.entries:
-        env_summary = summary[entry.env_id]
+        env_summary = summary["envs"][entry.env_id]
+        rows = env_summary["agents"]
+        low, high = entry.normalization
+        text = entry.env_id.startswith("TextGen-")
+        unit = "episodes" if entry.curve_unit == "expert_episodes" else "labels"
         table = Table(
             title=entry.env_id,
             caption=(
-                f"return at {entry.label_budget} labels: mean ± std over {n_seeds} "
-                f"seed{'s' if n_seeds != 1 else ''}\nof {entry.eval_episodes}-episode means; "
-                f"wall time per seed, all {len(entry.curve_points)} curve points"
+                f"{entry.metric} at {entry.label_budget} {unit}: mean [95% bootstrap CI] over "
+                f"{n_seeds} seed{'s' if n_seeds != 1 else ''} of {entry.eval_episodes}-episode "
+                f"means; normalised: 0 = {low}, 1 = {high}. Budgets per run; wall time per "
+                "seed, all curve points"
             ),
         )
         table.add_column("agent")
-        table.add_column("return", justify="right")
+        table.add_column(entry.metric, justify="right")
+        table.add_column("normalised", justify="right")
         table.add_column("expert labels", justify="right")
+        table.add_column("env steps", justify="right")
+        if text:
+            table.add_column("tokens", justify="right")
+        table.add_column("reward queries", justify="right")
         table.add_column("wall time (s)", justify="right")
-        expert = env_summary["expert"]
-        # Returns in [0, 1] (text rewards) need more digits than CartPole's hundreds.
-        digits = 3 if abs(expert["return_mean"]) < 10 else 1
-        for agent, stats in env_summary["agents"].items():
-            table.add_row(
-                agent,
-                f"{stats['return_mean']:.{digits}f} ± {stats['return_std']:.{digits}f}",
-                str(stats["expert_labels"]),
-                f"{stats['wall_time_s']:.1f}",
-            )
-        # The expert's ± is over its evaluation episodes (it is evaluated once per env).
-        table.add_row(
-            "expert (reference)",
-            f"{expert['return_mean']:.{digits}f} ± {expert['return_std']:.{digits}f}",
-            "-",
-            "-",
-            style="dim",
+        scale = max((abs(r["score_mean"]) for r in rows.values()), default=0.0)
+        digits = 3 if scale < 10 else 1
+        for name, row in rows.items():
+            budgets = row["budgets"]
+            cells = [
+                name + (" (reference)" if row["reference"] and name not in entry.agents else ""),
+                _ci(row["score_mean"], row["score_ci"], digits),
+                _ci(row["normalized_mean"], row["normalized_ci"], 2),
+                f"{budgets['expert_labels']:.0f}",
+                f"{budgets['env_steps']:.0f}",
+                *([f"{budgets['tokens']:.0f}"] if text else []),
+                f"{budgets['reward_queries']:.0f}",
+                f"{row['wall_time_s']:.1f}",
+            ]
+            dim = row["reference"] and name not in entry.agents
+            table.add_row(*cells, style="dim" if dim else None)
+        tables.append(table)
+    suite = summary["suite"]
+    if suite["aggregate"]:
+        table = Table(
+            title="suite: normalised scores of all runs",
+            caption=(
+                "IQM and mean over every (env, seed) run of the agent, with stratified "
+                "bootstrap 95% CIs (Agarwal et al. 2021)"
+            ),
         )
+        table.add_column("agent")
+        table.add_column("IQM", justify="right")
+        table.add_column("mean", justify="right")
+        table.add_column("envs", justify="right")
+        for name, agg in suite["aggregate"].items():
+            table.add_row(
+                name,
+                _ci(agg["iqm"], agg["iqm_ci"], 2),
+                _ci(agg["mean"], agg["mean_ci"], 2),
+                str(len(agg["envs"])),
+            )
+        tables.append(table)
+    if suite["probability_of_improvement"]:
+        table = Table(
+            title="probability of improvement P(X > Y)",
+            caption="on the envs both ran, with stratified bootstrap 95% CIs",
+        )
+        table.add_column("X > Y")
+        table.add_column("P", justify="right")
+        for pair, value in suite["probability_of_improvement"].items():
+            table.add_row(pair, _ci(value["probability"], value["ci"], 2))
         tables.append(table)
     return tables
 

@@ -1,320 +1,413 @@
-"""The experiment runner behind ``lfi-gym compare``: equal expert-label budgets per agent.
+"""The experiment runner behind ``lfi-gym compare``: agents on envs, equal budgets, sound
+statistics.
 
-For each env, seed and agent, :func:`run_compare` trains the agent up to each curve point
-(a number of expert labels), evaluates it there, and records the returns; the env's expert
-is evaluated once per env as a reference. Every agent sees exactly the same number of
-expert labels at every curve point, so the curves compare what each algorithm does with
-its labels, not how many it got.
+A comparison is a set of independent jobs: each agent on each env with each seed (one job
+per curve point for agents trained afresh at each point, BC and DRIL; one per curve for
+those trained incrementally, DAgger; one per run for RL), plus the reference policies
+(random, expert, zero-shot) on each env with each seed. Any agent runs through its
+declared budget unit (:attr:`lfi_gym.agents.BaseAgent.BUDGET_UNIT`); nothing per agent is
+written here. Jobs run in this process, a local process pool or on Ray
+(:mod:`lfi_gym.executors`); each job's record is written to ``DIR/jobs/<key>.json`` as it
+finishes, keyed by a hash of its full configuration and the lfi-gym version, so the same
+command run again skips finished jobs (a killed sweep resumes) and a changed setting
+never reuses a stale run. Results do not depend on the executor or the number of jobs:
+every job seeds everything itself and runs with the same torch thread count.
+
+Scores: per env and seed, each run's mean over its evaluation episodes (the same episodes
+for every agent and reference of that seed), normalised by the env's declared pair
+(:attr:`lfi_gym.suites.SuiteEntry.normalization`); per env and agent, the mean over seeds
+with a 95% bootstrap CI; across the suite, the IQM of all runs' normalised scores with a
+stratified bootstrap CI, performance profiles and the probability of improvement
+(Agarwal et al. 2021, :mod:`lfi_gym.stats`).
 
 >>> from lfi_gym.compare import run_compare
 >>> from lfi_gym.suites import get_suite
->>> results = run_compare(get_suite("default"), seeds=3)
->>> results.save("results/")   # results.json and learning_curves.png
+>>> results = run_compare(get_suite("default"), seeds=3, out="results/", n_jobs=2)
+>>> results.save("results/")   # results.json, learning_curves.png, performance_profiles.png
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import json
 import math
 import platform
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from lfi_gym import agents, envs
 from lfi_gym.agents.files import atomic_write
 from lfi_gym.envs.validation import check_positive_int
-from lfi_gym.suites import SuiteEntry
+from lfi_gym.suites import REFERENCE_POLICIES, SuiteEntry, agent_key
 
 #: Evaluation episode ``i`` of seed ``s`` starts from
 #: ``reset(seed=EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * s + i)``: far from the training seeds (no
-#: agent is evaluated on its demonstrations' starts), the same starts for every agent of a
-#: seed, and different starts across seeds (so their spread is not understated).
+#: agent is evaluated on its demonstrations' starts), the same starts for every agent and
+#: reference of a seed, and different starts across seeds (so their spread is not understated).
 EVAL_SEED_OFFSET = 10_000
 EVAL_SEED_STRIDE = 1_000
 
 RESULTS_FILE = "results.json"
 CURVES_FILE = "learning_curves.png"
-RESULTS_FORMAT_VERSION = 1
+PROFILES_FILE = "performance_profiles.png"
+JOBS_DIR = "jobs"
+RESULTS_FORMAT_VERSION = 2
+#: Job records larger than this are refused on reading (they hold a few hundred numbers).
+MAX_JOB_FILE_BYTES = 16 * 2**20
 
-#: ``progress(description, advance)``: called before (advance=0) and after (advance=1)
-#: each unit of work (one evaluation of the expert, one agent at one curve point).
-ProgressFn = Callable[[str, int], None]
+#: RL env steps (tokens on text envs) when an agent's settings give no ``total_timesteps``.
+DEFAULT_RL_TIMESTEPS = 10_000
+#: Settings the harness reads itself; every other setting goes to the agent's constructor.
+HARNESS_SETTINGS = ("total_timesteps", "env_kwargs")
+#: Budgets every record carries (tokens: env steps on text envs, else 0).
+BUDGET_KEYS = ("expert_labels", "env_steps", "tokens", "reward_queries")
 
-#: A curve trainer yields ``(expert_labels, policy)`` at each curve point.
-Trainer = Callable[[str, int, SuiteEntry, dict[str, Any], str], Iterator[tuple[int, Any]]]
-
-
-# -- records ------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class CurvePoint:
-    """One evaluation of one agent: the labels it had used, and its episode returns."""
-
-    expert_labels: int
-    returns: list[float]
-    train_time_s: float
-
-    @property
-    def return_mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def return_std(self) -> float:
-        return float(np.std(self.returns))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "expert_labels": self.expert_labels,
-            "return_mean": self.return_mean,
-            "return_std": self.return_std,
-            "returns": list(self.returns),
-            "train_time_s": self.train_time_s,
-        }
+#: ``on_job(description, finished, seconds)``: progress of the sweep, called when a job
+#: starts (finished=False) and ends (finished=True), and for skipped jobs (seconds=None).
+ProgressFn = Callable[[str, bool, float | None], None]
 
 
-@dataclasses.dataclass
-class RunRecord:
-    """One agent on one env with one seed: its learning curve and wall time."""
+# -- jobs ---------------------------------------------------------------------------------
 
-    env_id: str
-    agent: str
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One independent unit of a comparison: a reference policy or an agent on one env
+    with one seed, at some curve points. ``source`` is how to import the agent (a name or
+    ``module:Class``); it is not part of the saved record (results name agents by name)."""
+
+    kind: str  # "agent" or "reference"
+    entry: SuiteEntry
+    name: str
     seed: int
-    curve: list[CurvePoint]
-    wall_time_s: float
+    points: tuple[int, ...]
+    settings: Mapping[str, Any]
+    guide_settings: Mapping[str, Any] | None
+    device: str
+    source: str = ""
 
-    @property
-    def final(self) -> CurvePoint:
-        return self.curve[-1]
-
-    def to_dict(self) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
+        """Everything that decides the job's result (its key hashes this)."""
+        env = self.entry.to_dict()
+        for key in ("agents", "agent_kwargs", "normalization", "normalization_source"):
+            env.pop(key)
         return {
-            "env_id": self.env_id,
-            "agent": self.agent,
+            "kind": self.kind,
+            "env": env,
+            "name": self.name,
             "seed": self.seed,
-            "expert_labels": self.final.expert_labels,
-            "return_mean": self.final.return_mean,
-            "return_std": self.final.return_std,
-            "wall_time_s": self.wall_time_s,
-            "curve": [point.to_dict() for point in self.curve],
+            "points": list(self.points),
+            "settings": dict(self.settings),
+            "guide_settings": None if self.guide_settings is None else dict(self.guide_settings),
+            "device": self.device,
         }
 
+    def key(self) -> str:
+        from lfi_gym import __version__
 
-@dataclasses.dataclass
-class CompareResults:
-    """Everything one ``run_compare`` call measured, with its configuration."""
+        text = json.dumps(
+            {"config": self.config(), "lfi-gym": __version__, "source": self.source},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
 
-    entries: list[SuiteEntry]
-    seeds: list[int]
-    expert: dict[str, list[float]]
-    runs: list[RunRecord]
-    config: dict[str, Any]
+    def payload(self) -> dict[str, Any]:
+        """What a worker needs: the config plus the agent's import source."""
+        return {**self.config(), "entry": self.entry.to_dict(), "source": self.source}
 
-    def runs_for(self, env_id: str, agent: str) -> list[RunRecord]:
-        return [r for r in self.runs if r.env_id == env_id and r.agent == agent]
+    def describe(self) -> str:
+        points = f" ({self.points[-1]} {_unit_label(self.entry)})" if self.points else ""
+        return f"{self.entry.env_id} {self.name} seed {self.seed}{points}"
 
-    def summary(self) -> dict[str, dict[str, Any]]:
-        """Per env: per agent, the final return's mean and std over seeds (each seed's value
-        is its mean over evaluation episodes), labels, wall time and the mean curve; and
-        the expert's return (mean and std over its evaluation episodes)."""
-        out: dict[str, dict[str, Any]] = {}
-        for entry in self.entries:
-            expert = self.expert[entry.env_id]
-            env_summary: dict[str, Any] = {
-                "expert": {
-                    "return_mean": float(np.mean(expert)),
-                    "return_std": float(np.std(expert)),
-                },
-                "agents": {},
+
+def _unit_label(entry: SuiteEntry) -> str:
+    return "episodes" if entry.curve_unit == "expert_episodes" else "labels"
+
+
+def plan_jobs(
+    entries: Sequence[SuiteEntry], seeds: Sequence[int], device: str = "cpu"
+) -> list[Job]:
+    """Every job of a comparison, references first; refuses unknown agents and agents
+    that do not run on an env's family before any work."""
+    from lfi_gym.registry import resolve_agent
+
+    jobs: list[Job] = []
+    for entry in entries:
+        references = _references_needed(entry)
+        for seed in seeds:
+            for ref in references:
+                settings = entry.agent_kwargs.get(ref, {}) if ref == "zero-shot" else {}
+                jobs.append(Job("reference", entry, ref, seed, (), settings, None, device, ref))
+        for spec in entry.agents:
+            if spec in REFERENCE_POLICIES:
+                continue
+            name, cls = resolve_agent(spec)
+            check_family(name, cls, entry.env_id)
+            settings = dict(entry.agent_kwargs.get(spec, entry.agent_kwargs.get(name, {})))
+            guide = dict(entry.agent_kwargs.get("bc", {})) if _takes(cls, "guide") else None
+            for seed in seeds:
+                if cls.BUDGET_UNIT == "demonstrations":
+                    for point in entry.curve_points:
+                        jobs.append(
+                            Job("agent", entry, name, seed, (point,), settings, guide, device, spec)
+                        )
+                elif cls.BUDGET_UNIT == "expert_labels":
+                    jobs.append(
+                        Job(
+                            "agent",
+                            entry,
+                            name,
+                            seed,
+                            entry.curve_points,
+                            settings,
+                            guide,
+                            device,
+                            spec,
+                        )
+                    )
+                else:
+                    points = (entry.label_budget,) if guide is not None else ()
+                    jobs.append(
+                        Job("agent", entry, name, seed, points, settings, guide, device, spec)
+                    )
+    return jobs
+
+
+def _references_needed(entry: SuiteEntry) -> list[str]:
+    needed = [end for end in entry.normalization if isinstance(end, str)]
+    needed += [a for a in entry.agents if a in REFERENCE_POLICIES]
+    return list(dict.fromkeys(["random", "expert", *needed]))
+
+
+def _takes(cls: type, parameter: str) -> bool:
+    return parameter in inspect.signature(cls.__init__).parameters
+
+
+def family_matrix() -> dict[str, list[str]]:
+    """For each env family, the built-in and registered agents that run on it."""
+    from lfi_gym.envs import FAMILIES
+    from lfi_gym.registry import agent_names, resolve_agent
+
+    families = list(dict.fromkeys(FAMILIES.values()))
+    matrix: dict[str, list[str]] = {family: [] for family in families}
+    for name in agent_names():
+        cls = resolve_agent(name)[1]
+        for family in families:
+            if cls.FAMILIES is None or family in cls.FAMILIES:
+                matrix[family].append(name)
+    return matrix
+
+
+def check_family(name: str, cls: type, env_id: str) -> None:
+    """Refuse, naming which agents run where, an agent that does not run on env_id's family."""
+    from lfi_gym.envs import env_family
+
+    family = env_family(env_id)
+    if cls.FAMILIES is not None and family not in cls.FAMILIES:
+        table = "; ".join(f"{fam}: {', '.join(names)}" for fam, names in family_matrix().items())
+        raise ValueError(
+            f"agent {name!r} does not run on {env_id} ({family} family; it runs on "
+            f"{', '.join(sorted(cls.FAMILIES))}). Agents by family: {table}"
+        )
+
+
+# -- one job (runs in a worker) -----------------------------------------------------------
+
+
+def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one job from its payload (:meth:`Job.payload`); returns its JSON-ready result.
+
+    The entry point of every executor: it seeds everything from the job alone, so the
+    result is the same whichever process runs it and whatever ran there before.
+    """
+    from stable_baselines3.common.utils import set_random_seed
+
+    from lfi_gym.output import quiet_third_party
+
+    quiet_third_party()
+    entry = SuiteEntry.from_dict(payload["entry"])
+    seed = int(payload["seed"])
+    set_random_seed(seed)
+    started = time.perf_counter()
+    if payload["kind"] == "reference":
+        policy = _reference_policy(
+            payload["name"], entry, payload["settings"], seed, payload["device"]
+        )
+        scores = evaluate(policy, entry, seed)
+        return {"scores": scores, "wall_time_s": time.perf_counter() - started}
+    from lfi_gym.registry import resolve_agent
+
+    _, cls = resolve_agent(payload["source"])
+    curve = []
+    for point, agent, budgets, train_time in _train(cls, entry, payload, seed):
+        curve.append(
+            {
+                "point": point,
+                "budgets": budgets,
+                "scores": evaluate(agent, entry, seed),
+                "train_time_s": train_time,
             }
-            for agent in entry.agents:
-                runs = self.runs_for(entry.env_id, agent)
-                if not runs:
-                    continue
-                # Rows: seeds; columns: curve points (equal across seeds by construction).
-                curve = np.array([[p.return_mean for p in r.curve] for r in runs])
-                labels = [p.expert_labels for p in runs[0].curve]
-                env_summary["agents"][agent] = {
-                    "return_mean": float(curve[:, -1].mean()),
-                    "return_std": float(curve[:, -1].std()),
-                    "expert_labels": labels[-1],
-                    "wall_time_s": float(np.mean([r.wall_time_s for r in runs])),
-                    "n_seeds": len(runs),
-                    "curve": {
-                        "expert_labels": labels,
-                        "return_mean": curve.mean(axis=0).tolist(),
-                        "return_std": curve.std(axis=0).tolist(),
-                    },
-                }
-            out[entry.env_id] = env_summary
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": "lfi-gym.compare",
-            "format_version": RESULTS_FORMAT_VERSION,
-            "config": self.config,
-            "expert": {
-                env_id: {
-                    "return_mean": float(np.mean(r)),
-                    "return_std": float(np.std(r)),
-                    "returns": list(r),
-                }
-                for env_id, r in self.expert.items()
-            },
-            "runs": [run.to_dict() for run in self.runs],
-            "summary": self.summary(),
-        }
-
-    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``results.json`` and ``learning_curves.png`` into ``out_dir`` (created if
-        missing); returns their paths."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        json_path = out_dir / RESULTS_FILE
-        # allow_nan=False: a NaN would make the file unreadable by strict JSON parsers.
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        with atomic_write(json_path) as f:
-            f.write(text.encode())
-        png_path = plot_learning_curves(self, out_dir / CURVES_FILE)
-        return json_path, png_path
+        )
+    return {"curve": curve, "wall_time_s": time.perf_counter() - started}
 
 
-# -- trainers -----------------------------------------------------------------------------
+def evaluate(policy: Any, entry: SuiteEntry, seed: int) -> list[float]:
+    """Scores of ``entry.eval_episodes`` episodes of ``policy``: seed ``seed``'s evaluation
+    episodes, with the same torch draws for every policy (sampled evaluation)."""
+    import torch
 
+    from lfi_gym.agents import episode_returns
 
-def _bc_curve(
-    env_id: str, seed: int, entry: SuiteEntry, kwargs: dict[str, Any], device: str
-) -> Iterator[tuple[int, Any]]:
-    """A fresh BC per curve point: budget b -> b expert labels of demonstrations (the
-    first b steps the expert takes from ``reset(seed=seed)``), ``n_epochs`` passes."""
-    for budget in entry.curve_points:
-        bc = _train_bc(env_id, seed, entry, budget, kwargs, device)
-        yield bc.expert_labels, bc
-
-
-#: BC models of the running comparison by (entry, seed, budget, kwargs, device): the BC
-#: curve's last model is the guided agents' guide, trained once. Cleared by run_compare.
-_BC_MODELS: dict[str, agents.BC] = {}
-
-
-def _train_bc(
-    env_id: str, seed: int, entry: SuiteEntry, budget: int, kwargs: dict[str, Any], device: str
-) -> agents.BC:
-    key = json.dumps([entry.to_dict(), seed, budget, kwargs, device], sort_keys=True, default=str)
-    if key not in _BC_MODELS:
-        _BC_MODELS[key] = _fit_bc(env_id, seed, entry, budget, kwargs, device)
-    return _BC_MODELS[key]
-
-
-def _fit_bc(
-    env_id: str, seed: int, entry: SuiteEntry, budget: int, kwargs: dict[str, Any], device: str
-) -> agents.BC:
-    env = gym.make(env_id, **entry.env_kwargs)
-    demo_env = gym.make(env_id, **{**entry.env_kwargs, **entry.demo_env_kwargs})
-    demos = agents.Demonstrations.collect(
-        demo_env, envs.make_expert(demo_env), n_steps=budget, seed=seed
+    env = gym.make(entry.env_id, **entry.env_kwargs)
+    eval_seed = EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * seed
+    torch.manual_seed(eval_seed)
+    scores = episode_returns(
+        policy,
+        env,
+        entry.eval_episodes,
+        seed=eval_seed,
+        deterministic=entry.deterministic_eval,
+        info_key=None if entry.metric == "return" else entry.metric,
     )
-    bc = agents.BC(env, demos, seed=seed, device=device, **kwargs)
-    return bc.learn(entry.n_epochs * len(demos))
+    return [float(s) for s in scores]
 
 
-def _dagger_curve(
-    env_id: str, seed: int, entry: SuiteEntry, kwargs: dict[str, Any], device: str
-) -> Iterator[tuple[int, Any]]:
-    """One DAgger trained incrementally: at each curve point it has labelled exactly that
-    many states."""
-    env = gym.make(env_id, **entry.env_kwargs)
-    kwargs = {"n_epochs": entry.n_epochs, **kwargs}
-    dagger = agents.DAgger(env, envs.make_expert(env), seed=seed, device=device, **kwargs)
-    for budget in entry.curve_points:
-        dagger.learn(budget - dagger.expert_labels, reset_num_timesteps=False)
-        yield dagger.expert_labels, dagger
+def _reference_policy(
+    name: str, entry: SuiteEntry, settings: Mapping[str, Any], seed: int, device: str
+) -> Any:
+    from lfi_gym import envs
 
-
-def _zero_shot(
-    env_id: str, seed: int, entry: SuiteEntry, kwargs: dict[str, Any], device: str
-) -> Iterator[tuple[int, Any]]:
-    """The learner as it starts (e.g. a pretrained LM), with no expert label: evaluated
-    once, as the baseline the label-using agents should beat."""
+    env = gym.make(entry.env_id, **entry.env_kwargs)
+    if name == "random":
+        return envs.RandomPolicy.for_env(env, seed=EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * seed)
+    if name == "expert":
+        return envs.make_expert(env)
+    # zero-shot: the learner as it starts (e.g. the pretrained LM), with no label.
     from stable_baselines3.common.utils import get_device
 
     from lfi_gym.agents.learners import make_learner
 
-    env = gym.make(env_id, **entry.env_kwargs)
-    policy = make_learner(
-        kwargs.get("policy", "auto"),
+    return make_learner(
+        settings.get("policy", "auto"),
         env.observation_space,
         env.action_space,
-        kwargs.get("policy_kwargs"),
+        settings.get("policy_kwargs"),
         get_device(device),
         env=env,
     )
-    yield 0, policy
 
 
-#: RL env steps per agent when a suite entry gives no ``total_timesteps``.
-DEFAULT_RL_TIMESTEPS = 10_000
+def _train(cls: type, entry: SuiteEntry, payload: Mapping[str, Any], seed: int):
+    """Train the agent through its budget unit; yields ``(point, agent, budgets, train
+    time)`` at each curve point. Expert labels are spent on the label env (``env_kwargs``
+    plus ``demo_env_kwargs``) for every agent that uses them, guides included."""
+    from lfi_gym import envs
+
+    settings = dict(payload["settings"])
+    total = settings.pop("total_timesteps", None)
+    rl_env_kwargs = settings.pop("env_kwargs", None)
+    device = payload["device"]
+    label_kwargs = {**entry.env_kwargs, **entry.demo_env_kwargs}
+    common = {"seed": seed, "device": device}
+    unit = cls.BUDGET_UNIT
+    if unit == "demonstrations":
+        (point,) = payload["points"]
+        env = gym.make(entry.env_id, **label_kwargs)
+        start = time.perf_counter()
+        demos = _demonstrations(entry, point, seed)
+        agent = cls(env, demonstrations=demos, **common, **settings)
+        agent.learn(total or entry.n_epochs * len(demos))
+        yield point, agent, _budgets(agent, entry), time.perf_counter() - start
+    elif unit == "expert_labels":
+        env = gym.make(entry.env_id, **label_kwargs)
+        if _takes(cls, "n_epochs"):
+            settings = {"n_epochs": entry.n_epochs, **settings}
+        agent = cls(env, expert=envs.make_expert(env), **common, **settings)
+        for point in payload["points"]:
+            start = time.perf_counter()
+            labels = _labels_at(entry, point, seed)
+            agent.learn(labels - agent.budgets()["expert_labels"], reset_num_timesteps=False)
+            if agent.budgets()["expert_labels"] != labels:
+                # The comparison rests on equal budgets: never record an unequal one.
+                raise RuntimeError(
+                    f"{cls.__name__} used {agent.budgets()['expert_labels']} expert labels at "
+                    f"curve point {point} ({labels} labels) on {entry.env_id}"
+                )
+            yield point, agent, _budgets(agent, entry), time.perf_counter() - start
+    else:
+        env = gym.make(entry.env_id, **{**entry.env_kwargs, **(rl_env_kwargs or {})})
+        start = time.perf_counter()
+        extra: dict[str, Any] = {}
+        guide_budgets = dict.fromkeys(BUDGET_KEYS, 0)
+        if payload["guide_settings"] is not None:
+            guide = _fit_guide(entry, payload["guide_settings"], seed, device)
+            extra["guide"] = guide.policy
+            guide_budgets = _budgets(guide, entry)
+        if _takes(cls, "expert"):
+            extra["expert"] = envs.make_expert(env)
+        agent = cls(env, **extra, **common, **settings)
+        agent.learn(total or DEFAULT_RL_TIMESTEPS)
+        budgets = {k: v + guide_budgets[k] for k, v in _budgets(agent, entry).items()}
+        point = payload["points"][0] if payload["points"] else 0
+        yield point, agent, budgets, time.perf_counter() - start
 
 
-def _rl_trainer(name: str) -> Trainer:
-    """PPO and the guided agents: ``total_timesteps`` env steps of RL from the entry's
-    learner. A guided agent's guide is BC trained on the entry's whole label budget (as in
-    RLGF, where the guide is the supervised model), so its one curve point sits there; PPO
-    uses no label. ``env_kwargs`` in the agent's kwargs override the entry's for training
-    (e.g. train-split prompts while evaluation uses validation)."""
+def _demonstrations(entry: SuiteEntry, point: int, seed: int) -> Any:
+    """The expert's first ``point`` labels (or episodes) from ``reset(seed=seed)`` on the
+    label env: the same data for every agent that learns from demonstrations."""
+    from lfi_gym import agents, envs
 
-    def train(
-        env_id: str, seed: int, entry: SuiteEntry, kwargs: dict[str, Any], device: str
-    ) -> Iterator[tuple[int, Any]]:
-        kwargs = dict(kwargs)
-        total = kwargs.pop("total_timesteps", DEFAULT_RL_TIMESTEPS)
-        env = gym.make(env_id, **{**entry.env_kwargs, **kwargs.pop("env_kwargs", {})})
-        labels = 0
-        if name in GUIDED:
-            bc_kwargs = dict(entry.agent_kwargs.get("bc", {}))
-            guide = _train_bc(env_id, seed, entry, entry.label_budget, bc_kwargs, device)
-            kwargs["guide"], labels = guide.policy, guide.expert_labels
-        agent = agents.agent_class(name)(env, seed=seed, device=device, **kwargs)
-        yield labels, agent.learn(total)
-
-    return train
-
-
-#: How ``compare`` trains each agent (keyed by the short names of ``lfi_gym.agents.AGENTS``, plus
-#: "zero-shot": the untrained learner).
-TRAINERS: dict[str, Trainer] = {
-    "bc": _bc_curve,
-    "dagger": _dagger_curve,
-    "zero-shot": _zero_shot,
-    **{name: _rl_trainer(name) for name in ("ppo", "ppo++", "aggrevated", "lols", "d2lols")},
-}
-#: Agents that use no expert label: one curve point, at 0 labels.
-LABEL_FREE = frozenset({"zero-shot", "ppo"})
-#: Agents whose labels are their guide's: one curve point, at the label budget.
-GUIDED = frozenset({"ppo++", "aggrevated", "lols", "d2lols"})
-
-
-def check_agent(name: str) -> str:
-    """The canonical short name, or a ValueError listing the agents ``compare`` can run."""
-    name = name.lower()
-    if name in LABEL_FREE:
-        return name
-    agents.agent_class(name)  # unknown agents: its message lists every agent
-    if name not in TRAINERS:
-        raise ValueError(
-            f"agent {name!r} is not supported by compare yet; supported: {', '.join(TRAINERS)}"
+    env = gym.make(entry.env_id, **{**entry.env_kwargs, **entry.demo_env_kwargs})
+    if entry.curve_unit == "expert_episodes":
+        return agents.Demonstrations.collect(
+            env, envs.make_expert(env), n_episodes=point, seed=seed
         )
-    return name
+    return agents.Demonstrations.collect(env, envs.make_expert(env), n_steps=point, seed=seed)
 
 
-# -- runner -------------------------------------------------------------------------------
+def _labels_at(entry: SuiteEntry, point: int, seed: int) -> int:
+    """Expert labels at a curve point: the point itself, or as many as that seed's
+    ``point`` demonstration episodes hold (equal labels with the demonstration agents)."""
+    if entry.curve_unit == "expert_labels":
+        return point
+    return len(_demonstrations(entry, point, seed))
+
+
+def _fit_guide(entry: SuiteEntry, settings: Mapping[str, Any], seed: int, device: str) -> Any:
+    """BC on the whole label budget: a guided agent's guide (as in RLGF, where the guide is
+    the supervised model); the same model as BC's last curve point."""
+    from lfi_gym.agents import BC
+
+    settings = dict(settings)
+    total = settings.pop("total_timesteps", None)
+    settings.pop("env_kwargs", None)
+    env = gym.make(entry.env_id, **{**entry.env_kwargs, **entry.demo_env_kwargs})
+    demos = _demonstrations(entry, entry.label_budget, seed)
+    bc = BC(env, demos, seed=seed, device=device, **settings)
+    return bc.learn(total or entry.n_epochs * len(demos))
+
+
+def _budgets(agent: Any, entry: SuiteEntry) -> dict[str, int]:
+    from lfi_gym.envs import env_family
+
+    used = agent.budgets()
+    steps = int(used.get("env_steps", 0))
+    return {
+        "expert_labels": int(used.get("expert_labels", 0)),
+        "env_steps": steps,
+        "tokens": steps if env_family(entry.env_id) == "text" else 0,
+        "reward_queries": int(used.get("reward_queries", 0)),
+    }
+
+
+# -- running a comparison -----------------------------------------------------------------
 
 
 def run_compare(
@@ -322,97 +415,126 @@ def run_compare(
     seeds: int | Sequence[int] = 3,
     *,
     device: str = "cpu",
+    out: str | Path | None = None,
+    executor: str = "local",
+    n_jobs: int = 1,
+    address: str | None = None,
+    threads_per_job: int = 1,
     progress: ProgressFn | None = None,
 ) -> CompareResults:
     """Train and evaluate every entry's agents with every seed.
 
-    ``seeds`` is a count (seeds ``0 .. n-1``) or explicit seeds. ``device`` is where the
-    learners train; the control suite's small MLPs are fastest on the CPU.
-    Raises ValueError for unknown env ids or agents before any training starts.
+    ``seeds`` is a count (seeds ``0 .. n-1``) or explicit seeds. With ``out``, each job's
+    record goes to ``out/jobs/`` when it finishes and finished jobs found there are reused
+    (``CompareResults.save(out)`` writes the tables and figures). ``executor`` is
+    ``"local"`` (``n_jobs`` processes; 1 runs in this process) or ``"ray"``
+    (``address``: a cluster; None starts a local Ray). Raises ValueError for unknown env
+    ids, agents, or agents that do not run on an env's family, before any training.
     """
+    from lfi_gym import envs
+    from lfi_gym.executors import run_jobs
+    from lfi_gym.registry import is_import_path
+
     entries = list(entries)
     if not entries:
         raise ValueError("run_compare needs at least one suite entry")
-    if isinstance(seeds, (int, np.integer)):
-        seed_list = list(range(check_positive_int(seeds, "seeds")))
-    else:
-        seed_list = [int(s) for s in seeds]
-        if not seed_list:
-            raise ValueError("seeds must not be empty")
+    seed_list = _seed_list(seeds)
     for entry in entries:
         envs.check_env_id(entry.env_id)
         if entry.eval_episodes > EVAL_SEED_STRIDE:
             raise ValueError(
                 f"{entry.env_id}: at most {EVAL_SEED_STRIDE} evaluation episodes per point"
             )
-        for name in entry.agents:
-            check_agent(name)
-
-    report = progress or (lambda description, advance: None)
+    jobs = plan_jobs(entries, seed_list, device)
+    report = progress or (lambda description, finished, seconds: None)
     started = time.time()
-    expert_returns: dict[str, list[float]] = {}
-    runs: list[RunRecord] = []
-    _BC_MODELS.clear()
-    for entry in entries:
-        report(f"{entry.env_id}: expert", 0)
-        env = gym.make(entry.env_id, **entry.env_kwargs)
-        expert_returns[entry.env_id] = agents.episode_returns(
-            envs.make_expert(env), env, entry.eval_episodes, seed=EVAL_SEED_OFFSET
-        ).tolist()
-        report(f"{entry.env_id}: expert", 1)
-        for seed in seed_list:
-            for name in entry.agents:
-                runs.append(_run_one(entry, name, seed, device, report))
-            _BC_MODELS.clear()  # a seed's guides are not needed by the next seed
+    store = None if out is None else Path(out) / JOBS_DIR
+    records: dict[str, dict[str, Any]] = {}
+    pending: list[Job] = []
+    for job in jobs:
+        found = None if store is None else _read_job(store, job)
+        if found is None:
+            pending.append(job)
+        else:
+            records[job.key()] = found
+            report(job.describe(), True, None)
+
+    def on_start(i: int) -> None:
+        report(pending[i].describe(), False, None)
+
+    def on_result(i: int, result: dict[str, Any]) -> None:
+        job = pending[i]
+        record = {"key": job.key(), "config": job.config(), "result": result}
+        if store is not None:
+            _write_json(store / f"{job.key()}.json", record)
+        records[job.key()] = record
+        report(job.describe(), True, result["wall_time_s"])
+
+    modules = sorted({j.source.split(":")[0] for j in pending if is_import_path(j.source)})
+    run_jobs(
+        "lfi_gym.compare:run_job",
+        [job.payload() for job in pending],
+        executor=executor,
+        n_jobs=n_jobs,
+        address=address,
+        threads_per_job=threads_per_job,
+        modules=modules,
+        on_start=on_start,
+        on_result=on_result,
+    )
     config = {
         "entries": [entry.to_dict() for entry in entries],
         "seeds": seed_list,
         "device": device,
         "eval_seed_offset": EVAL_SEED_OFFSET,
         "eval_seed_stride": EVAL_SEED_STRIDE,
+        "executor": executor,
+        "n_jobs": n_jobs,
+        "threads_per_job": threads_per_job,
+        "jobs_run": len(pending),
+        "jobs_reused": len(jobs) - len(pending),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "total_wall_time_s": time.time() - started,
         "versions": _versions(),
     }
-    return CompareResults(entries, seed_list, expert_returns, runs, config)
+    return CompareResults(entries, seed_list, [records[job.key()] for job in jobs], config)
 
 
-def _run_one(entry: SuiteEntry, name: str, seed: int, device: str, report: ProgressFn) -> RunRecord:
-    import torch
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, (int, np.integer)):
+        return list(range(check_positive_int(seeds, "seeds")))
+    seed_list = [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("seeds must not be empty")
+    if len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must differ, got {seed_list}")
+    return seed_list
 
-    kwargs = dict(entry.agent_kwargs.get(name, {}))
-    eval_env = gym.make(entry.env_id, **entry.env_kwargs)
-    curve: list[CurvePoint] = []
-    start = time.perf_counter()
-    trainer = TRAINERS[name](entry.env_id, seed, entry, kwargs, device)
-    budgets = entry.curve_points
-    if name in LABEL_FREE:
-        budgets = (0,)
-    elif name in GUIDED:
-        budgets = (entry.label_budget,)
-    for budget in budgets:
-        description = f"{entry.env_id}: {name} seed {seed}, {budget} labels"
-        report(description, 0)
-        train_start = time.perf_counter()
-        labels, policy = next(trainer)  # trains up to this curve point
-        train_time = time.perf_counter() - train_start
-        if labels != budget:
-            # The whole comparison rests on equal budgets: never record an unequal one.
-            raise RuntimeError(
-                f"{name} used {labels} expert labels at curve point {budget} on {entry.env_id}"
-            )
-        eval_seed = EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * seed
-        torch.manual_seed(eval_seed)  # sampled evaluation: the same draws for every agent
-        returns = agents.episode_returns(
-            policy,
-            eval_env,
-            entry.eval_episodes,
-            seed=eval_seed,
-            deterministic=entry.deterministic_eval,
-        )
-        curve.append(CurvePoint(labels, returns.tolist(), train_time))
-        report(description, 1)
-    return RunRecord(entry.env_id, name, seed, curve, time.perf_counter() - start)
+
+def _read_job(store: Path, job: Job) -> dict[str, Any] | None:
+    """A finished job's record, or None when there is none (or it is not this job's)."""
+    from lfi_gym.envs.codec import parse_json
+
+    path = store / f"{job.key()}.json"
+    if not path.is_file() or path.stat().st_size > MAX_JOB_FILE_BYTES:
+        return None
+    try:
+        record = parse_json(path.read_bytes(), str(path))
+    except (OSError, ValueError):
+        return None  # a damaged record: run the job again
+    if not isinstance(record, dict) or record.get("key") != job.key():
+        return None
+    if record.get("config") != json.loads(json.dumps(job.config(), default=str)):
+        return None
+    return record
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # allow_nan=False: a NaN would make the file unreadable by strict JSON parsers.
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    with atomic_write(path) as f:
+        f.write(text.encode())
 
 
 def _versions() -> dict[str, str]:
@@ -431,18 +553,259 @@ def _versions() -> dict[str, str]:
     }
 
 
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CompareResults:
+    """Every job record of a comparison, with its configuration; summaries and figures are
+    derived from the records alone (``lfi-gym report DIR`` rebuilds them)."""
+
+    entries: list[SuiteEntry]
+    seeds: list[int]
+    records: list[dict[str, Any]]
+    config: dict[str, Any]
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def _records(self, env_id: str, kind: str, name: str) -> dict[int, dict[str, Any]]:
+        return {
+            r["config"]["seed"]: r
+            for r in self.records
+            if r["config"]["env"]["env_id"] == env_id
+            and r["config"]["kind"] == kind
+            and r["config"]["name"] == name
+        }
+
+    def reference_scores(self, env_id: str, name: str) -> dict[int, list[float]]:
+        """A reference policy's episode scores per seed."""
+        return {
+            s: r["result"]["scores"] for s, r in self._records(env_id, "reference", name).items()
+        }
+
+    def agent_names(self, entry: SuiteEntry) -> list[str]:
+        names = []
+        for spec in entry.agents:
+            if spec in REFERENCE_POLICIES:
+                names.append(spec)
+                continue
+            found = {r["config"]["name"] for r in self.records if r["config"]["kind"] == "agent"}
+            name = spec.split(":")[-1].lower() if ":" in spec else spec
+            if name in found:
+                names.append(name)
+        return names
+
+    def curve(self, env_id: str, name: str) -> dict[int, list[dict[str, Any]]]:
+        """An agent's curve points per seed (point, budgets, scores, train time), in order;
+        a reference is one point at 0."""
+        if name in REFERENCE_POLICIES:
+            return {
+                seed: [{"point": 0, "budgets": dict.fromkeys(BUDGET_KEYS, 0), "scores": scores}]
+                for seed, scores in self.reference_scores(env_id, name).items()
+            }
+        out: dict[int, list[dict[str, Any]]] = {}
+        for r in self.records:
+            c = r["config"]
+            if c["env"]["env_id"] == env_id and c["kind"] == "agent" and c["name"] == name:
+                out.setdefault(c["seed"], []).extend(r["result"]["curve"])
+        return {
+            seed: sorted(points, key=lambda p: p["point"]) for seed, points in sorted(out.items())
+        }
+
+    def wall_time(self, env_id: str, name: str) -> float:
+        """Mean over seeds of the agent's total wall time (all its jobs of that seed)."""
+        per_seed: dict[int, float] = {}
+        for r in self.records:
+            c = r["config"]
+            if c["env"]["env_id"] == env_id and c["name"] == name:
+                per_seed[c["seed"]] = per_seed.get(c["seed"], 0.0) + r["result"]["wall_time_s"]
+        return float(np.mean(list(per_seed.values()))) if per_seed else 0.0
+
+    # -- statistics -------------------------------------------------------------------
+
+    def normalized(self, entry: SuiteEntry, name: str) -> dict[int, float]:
+        """Per seed: the agent's final score (mean over episodes), normalised by the
+        entry's pair measured on the same seed's episodes."""
+        from lfi_gym.stats import normalize
+
+        finals = {
+            seed: float(np.mean(points[-1]["scores"]))
+            for seed, points in self.curve(entry.env_id, name).items()
+        }
+        out = {}
+        for seed, value in finals.items():
+            low, high = (self._end(entry, end, seed) for end in entry.normalization)
+            out[seed] = float(normalize(value, low, high))
+        return out
+
+    def _end(self, entry: SuiteEntry, end: str | float, seed: int) -> float:
+        if isinstance(end, str):
+            return float(np.mean(self.reference_scores(entry.env_id, end)[seed]))
+        return float(end)
+
+    def summary(self) -> dict[str, Any]:
+        """Per env: per agent (and reference), the final score's mean over seeds with a 95%
+        bootstrap CI, its normalised score (same), budgets, wall time and the mean curve.
+        Across the suite: per agent, the IQM of all its runs' normalised scores with a
+        stratified bootstrap 95% CI, and the probability of improvement between agents."""
+        from lfi_gym import stats
+
+        envs_out: dict[str, Any] = {}
+        for entry in self.entries:
+            rows: dict[str, Any] = {}
+            for name in [*self._shown_references(entry), *self.agent_names(entry)]:
+                curve = self.curve(entry.env_id, name)
+                if not curve:
+                    continue
+                finals = [float(np.mean(points[-1]["scores"])) for points in curve.values()]
+                normalized = list(self.normalized(entry, name).values())
+                first = next(iter(curve.values()))
+                budgets = {
+                    k: float(np.mean([points[-1]["budgets"][k] for points in curve.values()]))
+                    for k in BUDGET_KEYS
+                }
+                matrix = np.array(
+                    [[np.mean(p["scores"]) for p in points] for points in curve.values()]
+                )
+                rows[name] = {
+                    "reference": name in REFERENCE_POLICIES,
+                    "score_mean": float(np.mean(finals)),
+                    "score_ci": list(stats.bootstrap_ci(finals)),
+                    "normalized_mean": float(np.mean(normalized)),
+                    "normalized_ci": list(stats.bootstrap_ci(normalized)),
+                    "budgets": budgets,
+                    "wall_time_s": self.wall_time(entry.env_id, name),
+                    "n_seeds": len(finals),
+                    "curve": {
+                        "points": [p["point"] for p in first],
+                        "score_mean": matrix.mean(axis=0).tolist(),
+                        "score_std": matrix.std(axis=0).tolist(),
+                    },
+                }
+            envs_out[entry.env_id] = {
+                "metric": entry.metric,
+                "normalization": list(entry.normalization),
+                "normalization_source": entry.normalization_source,
+                "agents": rows,
+            }
+        return {"envs": envs_out, "suite": self.suite_statistics()}
+
+    def _shown_references(self, entry: SuiteEntry) -> list[str]:
+        return [r for r in REFERENCE_POLICIES if self.reference_scores(entry.env_id, r)]
+
+    def score_matrices(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Per agent: the envs it ran on and its normalised scores, ``(n_seeds, n_envs)``."""
+        out: dict[str, tuple[list[str], np.ndarray]] = {}
+        names = list(dict.fromkeys(n for e in self.entries for n in self.agent_names(e)))
+        for name in names:
+            env_ids, columns = [], []
+            for entry in self.entries:
+                if name not in self.agent_names(entry):
+                    continue
+                per_seed = self.normalized(entry, name)
+                if len(per_seed) != len(self.seeds):
+                    continue
+                env_ids.append(entry.env_id)
+                columns.append([per_seed[s] for s in self.seeds])
+            if columns:
+                out[name] = (env_ids, np.array(columns).T)
+        return out
+
+    def suite_statistics(self) -> dict[str, Any]:
+        from lfi_gym import stats
+
+        matrices = self.score_matrices()
+        aggregate = {}
+        for name, (env_ids, scores) in matrices.items():
+            agg = stats.aggregate(scores)
+            aggregate[name] = {
+                "envs": env_ids,
+                "iqm": float(agg["iqm"]),
+                "iqm_ci": [float(x) for x in agg["iqm_ci"]],
+                "mean": float(agg["mean"]),
+                "mean_ci": [float(x) for x in agg["mean_ci"]],
+            }
+        improvement = {}
+        names = list(matrices)
+        for a in names:
+            for b in names:
+                if a == b or matrices[a][0] != matrices[b][0]:
+                    continue  # compared only on the same envs
+                x, y = matrices[a][1], matrices[b][1]
+                improvement[f"{a} > {b}"] = {
+                    "probability": float(stats.probability_of_improvement(x, y)),
+                    "ci": [float(v) for v in stats.probability_of_improvement_ci(x, y)],
+                }
+        return {"aggregate": aggregate, "probability_of_improvement": improvement}
+
+    # -- files ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "lfi-gym.compare",
+            "format_version": RESULTS_FORMAT_VERSION,
+            "config": self.config,
+            "jobs": self.records,
+            "summary": self.summary(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "results") -> CompareResults:
+        if not isinstance(data, Mapping) or data.get("format") != "lfi-gym.compare":
+            raise ValueError(f"{source}: not an lfi-gym compare results file")
+        if data.get("format_version") != RESULTS_FORMAT_VERSION:
+            raise ValueError(
+                f"{source}: results format {data.get('format_version')!r}; this lfi-gym reads "
+                f"format {RESULTS_FORMAT_VERSION} (rerun the comparison with it)"
+            )
+        config = data["config"]
+        entries = [SuiteEntry.from_dict(e) for e in config["entries"]]
+        return cls(entries, list(config["seeds"]), list(data["jobs"]), dict(config))
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> CompareResults:
+        """The results ``save`` wrote into ``out_dir`` (no code runs: JSON only)."""
+        from lfi_gym.envs.codec import parse_json
+
+        path = Path(out_dir) / RESULTS_FILE
+        if path.stat().st_size > MAX_JOB_FILE_BYTES * 16:
+            raise ValueError(f"{path} is larger than any results file lfi-gym writes")
+        return cls.from_dict(parse_json(path.read_bytes(), str(path)), str(path))
+
+    def save(self, out_dir: str | Path) -> tuple[Path, Path, Path]:
+        """Write ``results.json``, ``learning_curves.png`` and ``performance_profiles.png``
+        into ``out_dir`` (created if missing); returns their paths."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        json_path = out_dir / RESULTS_FILE
+        _write_json(json_path, self.to_dict())
+        return json_path, *self.save_figures(out_dir)
+
+    def save_figures(self, out_dir: str | Path) -> tuple[Path, Path]:
+        from lfi_gym.stats import plot_performance_profiles
+
+        out_dir = Path(out_dir)
+        curves = plot_learning_curves(self, out_dir / CURVES_FILE)
+        profiles = plot_performance_profiles(
+            {name: scores for name, (_, scores) in self.score_matrices().items()},
+            out_dir / PROFILES_FILE,
+            title=f"lfi-gym compare: normalised scores of all runs ({len(self.seeds)} seeds)",
+        )
+        return curves, profiles
+
+
 # -- plot ---------------------------------------------------------------------------------
 
 
 def plot_learning_curves(results: CompareResults, path: str | Path) -> Path:
-    """One subplot per env: return against expert labels, mean and ±std over seeds per
-    agent, the expert as a dashed line."""
+    """One subplot per env: score against expert labels, mean and ±std over seeds per
+    agent; agents without a curve (references, RL) as levels."""
     # The object-oriented API with an Agg canvas: no pyplot, so no global backend switch
     # in the caller's process (notebooks keep theirs).
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    summary = results.summary()
+    summary = results.summary()["envs"]
     n = len(results.entries)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
@@ -450,37 +813,34 @@ def plot_learning_curves(results: CompareResults, path: str | Path) -> Path:
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, entry in zip(axes, results.entries, strict=False):
-        env_summary = summary[entry.env_id]
-        for i, (agent, stats) in enumerate(env_summary["agents"].items()):
-            x = np.array(stats["curve"]["expert_labels"])
-            mean = np.array(stats["curve"]["return_mean"])
-            std = np.array(stats["curve"]["return_std"])
-            color = f"C{i}"
+        rows = summary[entry.env_id]["agents"]
+        for i, (agent, row) in enumerate(rows.items()):
+            x = np.array(row["curve"]["points"])
+            mean = np.array(row["curve"]["score_mean"])
+            std = np.array(row["curve"]["score_std"])
+            color = "0.3" if agent == "expert" else f"C{i}"
             label = _AGENT_LABELS.get(agent, agent)
-            if agent in LABEL_FREE:  # no labels used: a level, not a curve
+            if len(x) == 1:  # one point: a level, not a curve
+                style = "--" if agent == "expert" else ":"
+                at = f" at {x[0]}" if x[0] else ""
                 ax.axhline(
                     mean[0],
                     color=color,
-                    linestyle=":",
+                    linestyle=style,
                     linewidth=2,
-                    label=f"{label} ({mean[0]:.3g})",
+                    label=f"{label}{at} ({mean[0]:.3g})",
                 )
                 continue
             ax.plot(x, mean, marker="o", color=color, linewidth=2, label=label)
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-        expert = env_summary["expert"]["return_mean"]
-        ax.axhline(
-            expert, color="0.3", linestyle="--", linewidth=1.5, label=f"expert ({expert:.3g})"
-        )
         ax.set_title(entry.env_id)
-        ax.set_xlabel("expert labels")
-        ax.set_ylabel(f"return (mean of {entry.eval_episodes} episodes)")
+        ax.set_xlabel(
+            "expert episodes" if entry.curve_unit == "expert_episodes" else "expert labels"
+        )
+        ax.set_ylabel(f"{entry.metric} (mean of {entry.eval_episodes} episodes)")
         ax.set_xlim(0, entry.label_budget * 1.03)
-        low, high = ax.get_ylim()
-        # Returns at or above 0 get a 0 baseline; negative returns (Atari, costs) stay visible.
-        ax.set_ylim(bottom=low if low < 0 else 0.0, top=max(high, expert * 1.08))
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower right", fontsize="small")
     for ax in axes[n:]:
         ax.set_visible(False)
     n_seeds = len(results.seeds)
@@ -494,4 +854,24 @@ def plot_learning_curves(results: CompareResults, path: str | Path) -> Path:
     return path
 
 
-_AGENT_LABELS: Mapping[str, str] = {"bc": "BC", "dagger": "DAgger", "zero-shot": "zero-shot"}
+_AGENT_LABELS: Mapping[str, str] = {
+    "bc": "BC",
+    "dagger": "DAgger",
+    "dril": "DRIL",
+    "ppo": "PPO",
+    "ppo++": "PPO++",
+    "aggrevated": "AggreVaTeD",
+    "lols": "LOLS",
+    "d2lols": "D2LOLS",
+    "pgrank": "PG-Rank",
+}
+
+
+def check_agent(spec: str) -> str:
+    """The canonical key of an agent spec, or a ValueError listing the known agents."""
+    from lfi_gym.registry import resolve_agent
+
+    key = agent_key(spec)
+    if key not in REFERENCE_POLICIES:
+        resolve_agent(key)
+    return key

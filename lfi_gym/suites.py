@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lfi_gym.agents.ppo import TINYREVIEWS as PPO_TINYREVIEWS
 from lfi_gym.envs.validation import check_positive_int
-
 
 #: Where a curve point's labels come from: single expert labels, or whole expert episodes
 #: (the DRIL benchmark's x-axis; a seed's labels are then its episodes' lengths).
@@ -174,7 +174,8 @@ class SuiteEntry:
         unknown = sorted(set(data) - fields)
         if unknown:
             raise ValueError(
-                f"unknown suite entry key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+                f"unknown suite entry key(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(fields))}"
             )
         if "env_id" not in data:
             raise ValueError("a suite entry needs its env id ('id' or 'env_id')")
@@ -239,8 +240,8 @@ TINYREVIEWS = SuiteEntry(
 
 # Ranking: the Plackett-Luce policy learns from the ideal-ranking oracle; scored by the
 # NDCG@10 of its final ranking (the DCG return's spread across queries, 1 to 40, would
-# dwarf the differences between agents). PPO++ is guided by the BC model of the whole label budget and trains on
-# 20,000 env steps (picks) of its own.
+# dwarf the differences between agents). PPO++ is guided by the BC model of the whole
+# label budget and trains on 20,000 env steps (picks) of its own.
 RANK_SYNTHETIC = SuiteEntry(
     env_id="Rank-Synthetic-v0",
     agents=("bc", "dagger", "ppo++"),
@@ -326,3 +327,84 @@ def entry_for(env_id: str, suite: str = "default") -> SuiteEntry:
         if entry.env_id == env_id:
             return entry
     return SuiteEntry(env_id=env_id)
+
+
+#: Suite files are a few KB; anything much larger is not one.
+MAX_SUITE_FILE_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteFile:
+    """A suite read from a TOML or JSON file: its entries and, optionally, its seeds."""
+
+    entries: tuple[SuiteEntry, ...]
+    seeds: int | None = None
+
+
+def load_suite_file(path: str | Path) -> SuiteFile:
+    """Read a suite file (``.toml`` or ``.json``) naming envs, agents, settings and budgets.
+
+    ```toml
+    seeds = 3                          # optional
+    [[env]]
+    id = "Control-CartPole-v0"
+    base = "default"                   # optional: start from that suite's entry for the id
+    agents = ["bc", "dagger", "my_agents:MyAgent"]
+    label_budget = 300
+    [env.agent_kwargs.dagger]
+    steps_per_round = 50
+    ```
+
+    Every other key of an ``[[env]]`` table is a :class:`SuiteEntry` field. Errors name
+    the file, the table and the key.
+    """
+    import json
+
+    path = Path(path)
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"{path}: a suite file ends in .toml or .json")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        if path.suffix == ".toml":
+            raise ValueError(
+                f"{path}: TOML suite files need Python 3.11+; write it as JSON"
+            ) from None
+        tomllib = None
+    if path.stat().st_size > MAX_SUITE_FILE_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_SUITE_FILE_BYTES} bytes; not a suite file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, TypeError) as exc:  # both decoders' errors are ValueErrors
+        raise ValueError(f"{path}: not valid {path.suffix[1:].upper()} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a suite file is a table with [[env]] entries")
+    unknown = sorted(set(data) - {"seeds", "env"})
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)}; a suite has seeds and env")
+    tables = data.get("env")
+    if not isinstance(tables, list) or not tables:
+        raise ValueError(f"{path}: no [[env]] entries")
+    entries = []
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: env #{i + 1} is not a table")
+        table = dict(table)
+        try:
+            base_name = table.pop("base", None)
+            env_id = table.get("id", table.get("env_id"))
+            if base_name is None:
+                entries.append(SuiteEntry.from_dict(table))
+                continue
+            base = entry_for(str(env_id), str(base_name))
+            budget, points = table.pop("label_budget", None), table.pop("curve_points", None)
+            base = base.with_budget(budget, points)
+            table.pop("id", None)
+            entries.append(SuiteEntry.from_dict({**base.to_dict(), **table, "env_id": env_id}))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: env #{i + 1} ({env_id}): {exc}") from None
+    seeds = data.get("seeds")
+    if seeds is not None:
+        seeds = check_positive_int(seeds, f"{path}: seeds")
+    return SuiteFile(tuple(entries), seeds)
