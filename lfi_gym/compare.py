@@ -187,7 +187,17 @@ def _references_needed(entry: SuiteEntry) -> list[str]:
 
 
 def _takes(cls: type, parameter: str) -> bool:
-    return parameter in inspect.signature(cls.__init__).parameters
+    """Whether ``cls(...)`` accepts ``parameter``: its ``__init__`` or, through
+    ``**kwargs``, a parent's (PPO++ hands ``guide=`` to its base)."""
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters
+        if parameter in parameters:
+            return True
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return False
+    return False
 
 
 def family_matrix() -> dict[str, list[str]]:
@@ -237,10 +247,11 @@ def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
     set_random_seed(seed)
     started = time.perf_counter()
     if payload["kind"] == "reference":
+        env = gym.make(entry.env_id, **entry.env_kwargs)
         policy = _reference_policy(
-            payload["name"], entry, payload["settings"], seed, payload["device"]
+            payload["name"], env, payload["settings"], seed, payload["device"]
         )
-        scores = evaluate(policy, entry, seed)
+        scores = evaluate(policy, entry, seed, env=env)
         return {"scores": scores, "wall_time_s": time.perf_counter() - started}
     from lfi_gym.registry import resolve_agent
 
@@ -258,14 +269,15 @@ def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"curve": curve, "wall_time_s": time.perf_counter() - started}
 
 
-def evaluate(policy: Any, entry: SuiteEntry, seed: int) -> list[float]:
+def evaluate(policy: Any, entry: SuiteEntry, seed: int, env: gym.Env | None = None) -> list[float]:
     """Scores of ``entry.eval_episodes`` episodes of ``policy``: seed ``seed``'s evaluation
-    episodes, with the same torch draws for every policy (sampled evaluation)."""
+    episodes, with the same torch draws for every policy (sampled evaluation). ``env``: the
+    env an oracle policy is bound to (default: a fresh one)."""
     import torch
 
     from lfi_gym.agents import episode_returns
 
-    env = gym.make(entry.env_id, **entry.env_kwargs)
+    env = env or gym.make(entry.env_id, **entry.env_kwargs)
     eval_seed = EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * seed
     torch.manual_seed(eval_seed)
     scores = episode_returns(
@@ -280,11 +292,10 @@ def evaluate(policy: Any, entry: SuiteEntry, seed: int) -> list[float]:
 
 
 def _reference_policy(
-    name: str, entry: SuiteEntry, settings: Mapping[str, Any], seed: int, device: str
+    name: str, env: gym.Env, settings: Mapping[str, Any], seed: int, device: str
 ) -> Any:
     from lfi_gym import envs
 
-    env = gym.make(entry.env_id, **entry.env_kwargs)
     if name == "random":
         return envs.RandomPolicy.for_env(env, seed=EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * seed)
     if name == "expert":
