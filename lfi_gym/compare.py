@@ -530,7 +530,7 @@ def _read_job(store: Path, job: Job) -> dict[str, Any] | None:
     if not path.is_file() or path.stat().st_size > MAX_JOB_FILE_BYTES:
         return None
     try:
-        record = parse_json(path.read_bytes(), str(path))
+        record = parse_json(path.read_bytes())
     except (OSError, ValueError):
         return None  # a damaged record: run the job again
     if not isinstance(record, dict) or record.get("key") != job.key():
@@ -781,7 +781,11 @@ class CompareResults:
         path = Path(out_dir) / RESULTS_FILE
         if path.stat().st_size > MAX_JOB_FILE_BYTES * 16:
             raise ValueError(f"{path} is larger than any results file lfi-gym writes")
-        return cls.from_dict(parse_json(path.read_bytes(), str(path)), str(path))
+        try:
+            data = parse_json(path.read_bytes())
+        except ValueError as exc:  # CodecError
+            raise ValueError(f"{path}: {exc}") from None
+        return cls.from_dict(data, str(path))
 
     def save(self, out_dir: str | Path) -> tuple[Path, Path, Path]:
         """Write ``results.json``, ``learning_curves.png`` and ``performance_profiles.png``
