@@ -370,7 +370,7 @@ def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
     from lfi_gym.output import ProgressReporter, quiet_third_party
 
     quiet_third_party()
-    console = Console()
+    console = _console()
     n_jobs = args.jobs or default_jobs()
     total = len(plan_jobs(entries, list(range(args.seeds))))
     with ProgressReporter(total, enabled=not args.no_progress) as reporter:
@@ -420,7 +420,7 @@ def _report(args: argparse.Namespace) -> int:
         results = CompareResults.load(args.dir)
     except ValueError as exc:
         return _error(args.subparser, str(exc))
-    console = Console()
+    console = _console()
     _print_tables(console, results)
     curves, profiles = results.save_figures(args.dir)
     console.print(f"wrote {curves} and {profiles}")
@@ -440,6 +440,13 @@ def _save_elsewhere(results: Any, out: str, exc: OSError) -> str:
             "the tables above are all that is left of the run"
         )
     return f"{problem}; wrote them to {folder} instead"
+
+
+def _console() -> Console:
+    """Rich's console; 120 columns when not a terminal (rich would take 80, too few for
+    the tables), so that logs read like the terminal."""
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
 
 
 def _print_tables(console: Console, results: Any) -> None:
@@ -473,9 +480,9 @@ def _tables(results: Any) -> list[Table]:
                 "seed, all curve points"
             ),
         )
-        table.add_column("agent")
-        table.add_column(entry.metric, justify="right")
-        table.add_column("normalised", justify="right")
+        table.add_column("agent", no_wrap=True)
+        table.add_column(entry.metric, justify="right", no_wrap=True)
+        table.add_column("normalised", justify="right", no_wrap=True)
         table.add_column("expert labels", justify="right")
         table.add_column("env steps", justify="right")
         if text:
@@ -487,7 +494,7 @@ def _tables(results: Any) -> list[Table]:
         for name, row in rows.items():
             budgets = row["budgets"]
             cells = [
-                name + (" (reference)" if row["reference"] and name not in entry.agents else ""),
+                name + (" (ref.)" if row["reference"] and name not in entry.agents else ""),
                 _ci(row["score_mean"], row["score_ci"], digits),
                 _ci(row["normalized_mean"], row["normalized_ci"], 2),
                 f"{budgets['expert_labels']:.0f}",
@@ -527,7 +534,12 @@ def _tables(results: Any) -> list[Table]:
         )
         table.add_column("X > Y")
         table.add_column("P", justify="right")
+        shown: set[frozenset[str]] = set()
         for pair, value in suite["probability_of_improvement"].items():
+            agents = frozenset(pair.split(" > "))
+            if agents in shown:  # P(Y > X) is 1 - P(X > Y)
+                continue
+            shown.add(agents)
             table.add_row(pair, _ci(value["probability"], value["ci"], 2))
         tables.append(table)
     return tables
