@@ -23,28 +23,39 @@ def test_compare_writes_table_json_and_png(tmp_path: Path, capsys) -> None:
     status = main([*argv, *SMALL, "--out", str(tmp_path), "--no-progress"])
     assert status == 0
     out = capsys.readouterr().out
-    assert "Control-CartPole-v0" in out and "dagger" in out and "expert" in out
+    assert "Control-CartPole-v0" in out and "dagger" in out and "expert (ref.)" in out
+    assert "IQM" in out and "P(X > Y)" in out
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["format"] == "lfi-gym.compare"
-    assert results["expert"]["Control-CartPole-v0"]["return_mean"] == 500.0
-    runs = results["runs"]
-    assert sorted((r["agent"], r["seed"]) for r in runs) == [
-        ("bc", 0),
-        ("bc", 1),
-        ("dagger", 0),
-        ("dagger", 1),
+    assert results["format"] == "lfi-gym.compare" and results["format_version"] == 2
+    jobs = results["jobs"]
+    expert = [j for j in jobs if j["config"]["name"] == "expert"]
+    assert [j["result"]["scores"] for j in expert] == [[500.0, 500.0]] * 2
+    agent_jobs = [j for j in jobs if j["config"]["kind"] == "agent"]
+    # BC: a fresh agent per curve point; DAgger: its whole curve in one job.
+    assert sorted(
+        (j["config"]["name"], j["config"]["seed"], j["config"]["points"]) for j in agent_jobs
+    ) == [
+        ("bc", 0, [30]),
+        ("bc", 0, [60]),
+        ("bc", 1, [30]),
+        ("bc", 1, [60]),
+        ("dagger", 0, [30, 60]),
+        ("dagger", 1, [30, 60]),
     ]
-    for run in runs:  # equal expert-label budgets at every curve point
-        assert [p["expert_labels"] for p in run["curve"]] == [30, 60]
-        assert all(len(p["returns"]) == 2 for p in run["curve"])
-        assert 0 < run["return_mean"] <= 500 and run["wall_time_s"] > 0
-    summary = results["summary"]["Control-CartPole-v0"]["agents"]
-    assert set(summary) == {"bc", "dagger"} and summary["bc"]["n_seeds"] == 2
+    for job in agent_jobs:  # equal expert-label budgets at every curve point
+        for point in job["result"]["curve"]:
+            assert point["budgets"]["expert_labels"] == point["point"]
+            assert len(point["scores"]) == 2 and 0 < np.mean(point["scores"]) <= 500
+    summary = results["summary"]["envs"]["Control-CartPole-v0"]["agents"]
+    assert {"bc", "dagger", "random", "expert"} <= set(summary)
+    assert summary["bc"]["n_seeds"] == 2 and summary["expert"]["normalized_mean"] == 1.0
+    assert set(results["summary"]["suite"]["aggregate"]) == {"bc", "dagger"}
 
-    image = matplotlib.image.imread(tmp_path / "learning_curves.png")
-    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
-    assert image.std() > 0.05  # not a blank canvas
+    for name in ("learning_curves.png", "performance_profiles.png"):
+        image = matplotlib.image.imread(tmp_path / name)
+        assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
+        assert image.std() > 0.05  # not a blank canvas
 
 
 def test_compare_is_reproducible(tmp_path: Path) -> None:
@@ -52,9 +63,11 @@ def test_compare_is_reproducible(tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert main([*argv, *SMALL, "--out", str(tmp_path / name), "--no-progress"]) == 0
     first, second = (
-        json.loads((tmp_path / name / "results.json").read_text())["runs"] for name in "ab"
+        json.loads((tmp_path / name / "results.json").read_text())["jobs"] for name in "ab"
     )
-    assert [p["returns"] for p in first[0]["curve"]] == [p["returns"] for p in second[0]["curve"]]
+    assert [j["result"] for j in first if "curve" in j["result"]][0]["curve"][-1]["scores"] == [
+        j["result"] for j in second if "curve" in j["result"]
+    ][0]["curve"][-1]["scores"]
 
 
 @pytest.mark.parametrize(
@@ -67,6 +80,13 @@ def test_compare_is_reproducible(tmp_path: Path) -> None:
         (["compare", "--eval-episodes", "0"], "positive"),
         (["compare", "--curve-points", "50,20"], "increasing"),
         (["compare", "--label-budget", "100", "--curve-points", "20,50"], "budget"),
+        (["compare", "--agents", "no_such_module:Agent"], "cannot import module 'no_such_module'"),
+        (["compare", "--agents", "json:JSONDecoder"], "not a subclass of lfi_gym.agents.BaseAgent"),
+        (["compare", "--env", "Control-CartPole-v0", "--agents", "pgrank"], "Agents by family"),
+        (["compare", "--agent-kwargs", "bc"], "NAME="),
+        (["compare", "--agent-kwargs", "bc={oops"], "not JSON"),
+        (["compare", "--agent-kwargs", "bc=[1]"], "JSON object"),
+        (["compare", "--suite-file", "nope.toml"], "--suite-file"),
     ],
 )
 def test_bad_input_exits_2_with_a_helpful_message(tmp_path, capsys, argv, message) -> None:

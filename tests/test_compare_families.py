@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from lfi_gym import agents, compare
+from lfi_gym import agents
 from lfi_gym.compare import run_compare
 from lfi_gym.suites import entry_for
 
@@ -34,15 +34,41 @@ def test_text_entry_runs_zero_shot_and_fine_tuning(monkeypatch) -> None:
     # BC's demonstrations come from positive reviews only (demo_env_kwargs).
     assert recorded and all({s.label for s in task.samples} == {1} for task in recorded)
     assert all(task.max_new_tokens == 8 for task in recorded)
-    (zero_shot,) = results.runs_for("TextGen-TinyReviews-v0", "zero-shot")
-    (bc,) = results.runs_for("TextGen-TinyReviews-v0", "bc")
-    assert [p.expert_labels for p in zero_shot.curve] == [0]
-    assert [p.expert_labels for p in bc.curve] == [24, 48]
-    for run in (zero_shot, bc):
-        returns = np.concatenate([p.returns for p in run.curve])
+    (zero_shot,) = results.curve("TextGen-TinyReviews-v0", "zero-shot").values()
+    (bc,) = results.curve("TextGen-TinyReviews-v0", "bc").values()
+    assert [p["budgets"]["expert_labels"] for p in zero_shot] == [0]
+    assert [p["budgets"]["expert_labels"] for p in bc] == [24, 48]
+    for curve in (zero_shot, bc):
+        returns = np.concatenate([p["scores"] for p in curve])
         assert ((0.0 <= returns) & (returns <= 1.0)).all()
-    assert "zero-shot" in results.summary()["TextGen-TinyReviews-v0"]["agents"]
-    assert "zero-shot" in compare.LABEL_FREE
+    rows = results.summary()["envs"]["TextGen-TinyReviews-v0"]["agents"]
+    assert "zero-shot" in rows and rows["zero-shot"]["normalized_mean"] == 0.0
+
+
+def test_text_dagger_labels_the_prompts_and_expert_bc_learns_from(monkeypatch) -> None:
+    """Like for like: DAgger rolls in on the train prompts of positive reviews, where BC's
+    demonstrations come from, and its expert writes those positive reviews."""
+    entry = dataclasses.replace(
+        entry_for("TextGen-TinyReviews-v0"),
+        label_budget=8,
+        curve_points=(8,),
+        eval_episodes=1,
+        n_epochs=1,
+        env_kwargs={"max_new_tokens": 4, "split": "validation"},
+        agents=("dagger",),
+        agent_kwargs={"dagger": {"steps_per_round": 4}},
+    )
+    seen = []
+    init = agents.DAgger.__init__
+
+    def spy(self, env, expert=None, **kwargs):
+        seen.append((env.unwrapped.task, expert.env.unwrapped is env.unwrapped))
+        init(self, env, expert, **kwargs)
+
+    monkeypatch.setattr(agents.DAgger, "__init__", spy)
+    run_compare([entry], seeds=1)
+    ((task, bound),) = seen
+    assert task.split == "train" and {s.label for s in task.samples} == {1} and bound
 
 
 def test_text_entry_runs_ppo_and_the_guided_agents_at_their_budgets(monkeypatch) -> None:
@@ -80,11 +106,18 @@ def test_text_entry_runs_ppo_and_the_guided_agents_at_their_budgets(monkeypatch)
         ("AggreVaTeD", "train"),
     ]
     assert trained[0][2] is None and all(isinstance(g, agents.LMPolicy) for *_, g in trained[1:])
-    labels = {
-        name: results.runs_for(entry.env_id, name)[0].curve[0].expert_labels
+    budgets = {
+        name: results.curve(entry.env_id, name)[0][0]["budgets"]
         for name in ("ppo", "ppo++", "aggrevated")
     }
-    assert labels == {"ppo": 0, "ppo++": 24, "aggrevated": 24}
+    assert {name: b["expert_labels"] for name, b in budgets.items()} == {
+        "ppo": 0,
+        "ppo++": 24,
+        "aggrevated": 24,
+    }
+    # Text: every env step is a token, and RL learns from the reward of each.
+    for b in budgets.values():
+        assert b["tokens"] == b["env_steps"] == b["reward_queries"] >= 64
 
 
 def test_ranking_entry_trains_the_plackett_luce_policy() -> None:
@@ -98,5 +131,7 @@ def test_ranking_entry_trains_the_plackett_luce_policy() -> None:
         agents=("bc",),
     )
     results = run_compare([entry], seeds=1)
-    (run,) = results.runs_for("Rank-Synthetic-v0", "bc")
-    assert run.curve[0].expert_labels == 100 and run.final.return_mean > 0
+    ((point,),) = results.curve("Rank-Synthetic-v0", "bc").values()
+    assert point["budgets"]["expert_labels"] == 100
+    # Scored by NDCG@10, in [0, 1], not by the DCG return.
+    assert entry.metric == "ndcg@10" and all(0 < s <= 1 for s in point["scores"])
