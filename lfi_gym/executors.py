@@ -204,18 +204,16 @@ def _init_worker(sys_path: list[str], threads: int) -> None:
 
 
 def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
-    """Cancel what has not started and stop the running jobs' workers now (shutdown alone
-    would wait for them to finish)."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    if terminate is not None:
-        terminate()
-        return
+    """Cancel what has not started and stop the running jobs' workers now: shutdown alone
+    would wait for them to finish."""
+    # the pool's own map of its processes (a private attribute of every Python from 3.10 to
+    # 3.14); without it, running jobs finish in the background
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:
-        process.join()
+        process.join()  # reaped: no zombies left behind
 
 
 def _run_local_pool(
@@ -300,6 +298,17 @@ def _upload_to_ray(sources: list[str]) -> list[str]:
     return list(runtime_env["py_modules"])
 
 
+def _check_ray_cpus(ray: Any, threads: int) -> None:
+    """A task asking more CPUs than any node has would wait forever, silently."""
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    most = max((node.get("Resources", {}).get("CPU", 0) for node in alive), default=0)
+    if most < threads:
+        raise ValueError(
+            f"threads_per_job={threads} asks each Ray task for {threads} CPUs, but the "
+            f"largest node of this Ray cluster has {most:g}: lower threads_per_job"
+        )
+
+
 def _run_ray(
     function: str,
     payloads: Sequence[dict],
@@ -325,13 +334,14 @@ def _run_ray(
     elif sources:  # Ray was running already: the modules go with each task instead
         options["runtime_env"] = {"py_modules": _upload_to_ray(sources)}
     try:
+        _check_ray_cpus(ray, threads)
         remote_job = ray.remote(_run_job).options(**options)
         pending: dict[Any, int] = {}
-        for index, payload in enumerate(payloads):
-            if on_start is not None:
-                on_start(index)
-            pending[remote_job.remote(index, function, payload, threads)] = index
         try:
+            for index, payload in enumerate(payloads):
+                if on_start is not None:
+                    on_start(index)
+                pending[remote_job.remote(index, function, payload, threads)] = index
             while pending:
                 [ref], _ = ray.wait(list(pending), num_returns=1)
                 index = pending.pop(ref)
@@ -340,7 +350,7 @@ def _run_ray(
                 except ray.exceptions.RayError as exc:  # worker died, runtime env failed
                     outcome = ("error", f"{type(exc).__name__}: {exc}", "")
                 _deliver(index, outcome, function, results, on_result)
-        except BaseException:
+        except BaseException:  # a job failed, a callback raised, or KeyboardInterrupt
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise

@@ -307,3 +307,9 @@ def test_a_failing_job_on_ray_surfaces_its_index_and_message(ray_running) -> Non
     assert info.value.error == "ValueError: seed 31 is cursed"
     assert "in fail_on_seed" in info.value.traceback_text
     assert ray_running.is_initialized()
+
+
+def test_ray_refuses_more_threads_per_job_than_a_node_has_cpus(ray_running) -> None:
+    with pytest.raises(ValueError, match="asks each Ray task for 3 CPUs, but the largest node"):
+        run_jobs(FAIL, [{"seed": 0}], executor="ray", threads_per_job=3)
+    assert ray_running.is_initialized()
