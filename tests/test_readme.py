@@ -34,3 +34,15 @@ def test_readme_text_example_runs() -> None:
     exec(compile(block, str(README), "exec"), scope)
     assert scope["actions"].shape == (64,)
     assert scope["obs"]["input_ids"].shape[0] == 64
+
+
+def test_readme_family_table_is_the_harness_matrix() -> None:
+    from lfi_gym.compare import family_matrix
+
+    text = README.read_text()
+    rows = {}
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        if len(parts) == 2 and parts[0].split(" ")[0] in family_matrix():
+            rows[parts[0].split(" ")[0]] = parts[1].split(", ")
+    assert rows == family_matrix()
