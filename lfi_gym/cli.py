@@ -511,8 +511,8 @@ def _tables(results: Any) -> list[Table]:
         table = Table(
             title="suite: normalised scores of all runs",
             caption=(
-                "IQM and mean over every (env, seed) run of the agent, with stratified "
-                "bootstrap 95% CIs (Agarwal et al. 2021)"
+                "IQM and mean over every (env, seed) run of the agent on the envs it ran, "
+                "with stratified bootstrap 95% CIs (Agarwal et al. 2021)"
             ),
         )
         table.add_column("agent")
@@ -534,13 +534,14 @@ def _tables(results: Any) -> list[Table]:
         )
         table.add_column("X > Y")
         table.add_column("P", justify="right")
+        table.add_column("envs", justify="right")
         shown: set[frozenset[str]] = set()
         for pair, value in suite["probability_of_improvement"].items():
             agents = frozenset(pair.split(" > "))
             if agents in shown:  # P(Y > X) is 1 - P(X > Y)
                 continue
             shown.add(agents)
-            table.add_row(pair, _ci(value["probability"], value["ci"], 2))
+            table.add_row(pair, _ci(value["probability"], value["ci"], 2), str(len(value["envs"])))
         tables.append(table)
     return tables
 

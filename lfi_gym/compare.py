@@ -737,13 +737,16 @@ class CompareResults:
                 "mean_ci": [float(x) for x in agg["mean_ci"]],
             }
         improvement = {}
-        names = list(matrices)
+        names = [n for n in matrices if n not in REFERENCE_POLICIES]
         for a in names:
             for b in names:
-                if a == b or matrices[a][0] != matrices[b][0]:
-                    continue  # compared only on the same envs
-                x, y = matrices[a][1], matrices[b][1]
+                shared = [e for e in matrices[a][0] if e in matrices[b][0]]
+                if a == b or not shared:
+                    continue  # compared on the envs both ran
+                x = matrices[a][1][:, [matrices[a][0].index(e) for e in shared]]
+                y = matrices[b][1][:, [matrices[b][0].index(e) for e in shared]]
                 improvement[f"{a} > {b}"] = {
+                    "envs": shared,
                     "probability": float(stats.probability_of_improvement(x, y)),
                     "ci": [float(v) for v in stats.probability_of_improvement_ci(x, y)],
                 }
