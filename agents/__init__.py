@@ -13,8 +13,10 @@ from lfi_gym.agents.dagger import DAgger
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.demofile import DemonstrationsFileError
 from lfi_gym.agents.dril import DRIL
-from lfi_gym.agents.evaluation import episode_returns, evaluate_ranker
+from lfi_gym.agents.evaluation import episode_returns, evaluate_ranker, rollout_return
 from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
+from lfi_gym.agents.labelled import LabelDrivenAgent
+from lfi_gym.agents.learners import make_learner
 from lfi_gym.agents.lm_policy import LMPolicy
 from lfi_gym.agents.pgrank import PGRank
 from lfi_gym.agents.plackett_luce import PlackettLucePolicy
@@ -50,6 +52,7 @@ __all__ = [
     "Demonstrations",
     "DemonstrationsFileError",
     "LMPolicy",
+    "LabelDrivenAgent",
     "MixturePolicy",
     "OraclePolicy",
     "PGRank",
@@ -60,6 +63,8 @@ __all__ = [
     "as_policy",
     "episode_returns",
     "evaluate_ranker",
+    "make_learner",
+    "rollout_return",
 ]
 
 

@@ -4,54 +4,29 @@ visited state with the expert, aggregate, retrain.
 Defaults (see docs/paper-settings.md): beta_i is the probability that the expert's action is
 executed at a step of round i, decaying linearly from 1 to 0 over 15 rounds; every
 visited state is labelled by the expert; the learner is retrained on the aggregate after
-each round. ``beta_schedule="exponential"`` gives beta_i = decay**i instead, and any
-callable ``round -> beta`` is accepted.
+each round. ``beta_schedule="exponential"`` gives beta_i = decay**i instead,
+``"first_round"`` beta_0 = 1 and 0 after, and any callable ``round -> beta`` is accepted.
+The round loop is :class:`lfi_gym.agents.aggregation.AggregatingAgent`'s.
 
 ``learn(total_timesteps)`` counts environment steps, which equal expert labels.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.utils import set_random_seed
-from tqdm.auto import tqdm
 
-from lfi_gym.agents.base import BaseAgent
-from lfi_gym.agents.data import Demonstrations, TransitionBuffer
-from lfi_gym.agents.learners import LEARNER_CLASSES, POLICY_ALIASES, learner_for_env
-from lfi_gym.agents.serialization import (
-    check_count,
-    data_bytes,
-    decode_value,
-    encode_value,
-)
-from lfi_gym.agents.supervised import BC_DEFAULTS, SupervisedTrainer, check_demonstrations
-from lfi_gym.envs.core import RestartableEnv, StateError
-from lfi_gym.envs.policies import OraclePolicy, as_policy, check_spaces
-from lfi_gym.envs.validation import check_positive_int, check_probability
+from lfi_gym.agents.aggregation import AggregatingAgent, exponential_beta, linear_beta
+from lfi_gym.agents.data import Demonstrations
+
+__all__ = ["DAgger", "exponential_beta", "linear_beta"]
 
 
-def linear_beta(rounds: int) -> Callable[[int], float]:
-    """beta_i = max(0, 1 - i / rounds): the expert acts always in round 0, never from round
-    ``rounds`` on."""
-    check_positive_int(rounds, "beta_rounds")
-    return lambda i: max(0.0, 1.0 - i / rounds)
-
-
-def exponential_beta(decay: float) -> Callable[[int], float]:
-    """beta_i = decay ** i."""
-    decay = check_probability(decay, "beta_decay")
-    return lambda i: decay**i
-
-
-class DAgger(BaseAgent):
+class DAgger(AggregatingAgent):
     """Dataset Aggregation with an interactive expert.
 
     ``expert`` is any Policy: ``lfi_gym.envs.make_expert(env)``, an SB3 model, another agent.
@@ -67,6 +42,7 @@ class DAgger(BaseAgent):
 
     BUDGET_UNIT = "expert_labels"
     USES_ENV_REWARD = False
+    LOG_PREFIX = "dagger"
     SINGLE_ENV_REASON = (
         "it steps one env and has the expert label each state while the env is in it"
     )
@@ -93,293 +69,39 @@ class DAgger(BaseAgent):
         **trainer_kwargs: Any,
     ) -> None:
         super().__init__(
-            env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose
-        )
-        self.steps_per_round = check_positive_int(steps_per_round, "steps_per_round")
-        self.n_epochs = check_positive_int(n_epochs, "n_epochs")
-        self.beta_rounds = check_positive_int(beta_rounds, "beta_rounds")
-        self.beta_decay = check_probability(beta_decay, "beta_decay")
-        if isinstance(beta_schedule, str):
-            makers = {
-                "linear": lambda: linear_beta(self.beta_rounds),
-                "exponential": lambda: exponential_beta(self.beta_decay),
-            }
-            if beta_schedule not in makers:
-                raise ValueError(
-                    f"beta_schedule must be 'linear', 'exponential' or a callable, "
-                    f"got {beta_schedule!r}"
-                )
-            self._beta_fn = makers[beta_schedule]()
-        elif callable(beta_schedule):
-            self._beta_fn = beta_schedule
-        else:
-            raise ValueError(
-                f"beta_schedule must be 'linear', 'exponential' or a callable, "
-                f"got {beta_schedule!r}"
-            )
-        self.beta_schedule = beta_schedule if isinstance(beta_schedule, str) else "custom"
-        self.deterministic_rollouts = bool(deterministic_rollouts)
-        self.retrain_from_scratch = bool(retrain_from_scratch)
-        self._policy_spec = (policy, policy_kwargs)
-        unknown = sorted(set(trainer_kwargs) - set(BC_DEFAULTS))
-        if unknown:
-            raise TypeError(
-                f"DAgger got unexpected keyword argument(s) {', '.join(unknown)}; it accepts "
-                f"its own ({', '.join(self.hyperparameter_names)}) and the BC learner's "
-                f"({', '.join(BC_DEFAULTS)})"
-            )
-        self._trainer_settings = {**BC_DEFAULTS, **trainer_kwargs}
-        self._policy = learner_for_env("DAgger", env, policy, policy_kwargs, self.device)
-        #: The aggregate: every labelled state so far (and the offline data it started from).
-        self.demonstrations: Demonstrations | None = None
-        if demonstrations is not None:
-            self.demonstrations = check_demonstrations(demonstrations, self._policy)
-        self.trainer = self._make_trainer(seed)
-        self.expert = None
-        if expert is not None:
-            self.set_expert(expert)
-        self.round = 0
-        self._rng = np.random.default_rng(seed)
-        self._needs_first_reset = True
-        self._obs: Any = None
-        self._episode_start, self._episode_return = True, 0.0
-        self._expert_state: Any = None
-        self._learner_state: Any = None
-
-    def _make_trainer(self, seed: int | None) -> SupervisedTrainer:
-        return SupervisedTrainer(
-            self._policy, seed=seed, device=self.device, **self._trainer_settings
+            env,
+            expert,
+            demonstrations=demonstrations,
+            policy=policy,
+            policy_kwargs=policy_kwargs,
+            steps_per_round=steps_per_round,
+            beta_schedule=beta_schedule,
+            beta_rounds=beta_rounds,
+            beta_decay=beta_decay,
+            n_epochs=n_epochs,
+            deterministic_rollouts=deterministic_rollouts,
+            retrain_from_scratch=retrain_from_scratch,
+            seed=seed,
+            device=device,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            **trainer_kwargs,
         )
 
-    @property
-    def policy(self) -> torch.nn.Module:
-        return self._policy
-
-    @property
-    def expert_labels(self) -> int:
-        return 0 if self.demonstrations is None else len(self.demonstrations)
-
-    def beta(self, round_index: int | None = None) -> float:
-        """The probability that the expert acts in ``round_index`` (default: the next round)."""
-        value = self._beta_fn(self.round if round_index is None else round_index)
-        return check_probability(value, "beta_schedule(round)")
-
-    def set_env(self, env: gym.Env) -> None:
-        """Attach another env; the next round starts a fresh episode in it."""
-        super().set_env(env)
-        self._obs, self._needs_first_reset = None, True
-
-    def set_expert(self, expert: Any) -> None:
-        expert = as_policy(expert, role="expert")
-        if self.env is not None:
-            check_spaces(expert, self.env, role="expert")
-            if (
-                isinstance(expert, OraclePolicy)
-                and expert.privileged
-                and expert.env.unwrapped is not self.env.unwrapped
-            ):
-                raise ValueError(
-                    "the expert reads the internal state of another env instance; create it "
-                    "with lfi_gym.envs.make_expert(env) on the env passed to DAgger"
-                )
-        self.expert = expert
-
-    # -- training ------------------------------------------------------------------------
-
-    def _learn(self, target_timesteps: int, callback: BaseCallback, bar: tqdm) -> None:
+    def _check_round(self) -> None:
         if self.expert is None:
             raise ValueError(
                 "DAgger needs an expert: DAgger(env, expert=lfi_gym.envs.make_expert(env)), or "
                 "DAgger.load(path, env=env, expert=...) (experts are not saved with the agent)"
             )
-        while self.num_timesteps < target_timesteps:
-            n_steps = min(self.steps_per_round, target_timesteps - self.num_timesteps)
-            callback.on_rollout_start()
-            new_data, keep_going = self._collect_round(n_steps, callback, bar)
-            callback.on_rollout_end()
-            aggregate = new_data if self.demonstrations is None else self.demonstrations + new_data
-            self.demonstrations = check_demonstrations(aggregate, self._policy)
-            if self.retrain_from_scratch:
-                self._reset_learner()
-            self.trainer.train_samples(
-                aggregate,
-                self.n_epochs * len(aggregate),
-                lambda stats, _: self.trainer.log_update(self.logger, stats, self.num_timesteps),
-            )
-            self.logger.record("dagger/round", self.round)
-            self.logger.record("dagger/beta", self.beta())
-            self.logger.record("dagger/expert_labels", self.expert_labels)
-            self.logger.dump(self.num_timesteps)
-            self.round += 1
-            if not keep_going:
-                break
 
-    def _collect_round(self, n_steps: int, callback: BaseCallback, bar: tqdm):
-        env, beta = self.env, self.beta()
-        buffer = TransitionBuffer()
-        if self._needs_first_reset or self._obs is None:
-            self._obs, _ = env.reset(seed=self.seed if self._needs_first_reset else None)
-            self._needs_first_reset = False
-            self._episode_start, self._episode_return = True, 0.0
-        returns = []
-        keep_going = True
-        for _ in range(n_steps):
-            obs, start = self._obs, np.array([self._episode_start])
-            # Both policies see every step, so recurrent ones keep their state; the
-            # expert's action is the label whether or not it is executed.
-            label, self._expert_state = self.expert.predict(
-                obs, state=self._expert_state, episode_start=start, deterministic=True
-            )
-            learner_action, self._learner_state = self._policy.predict(
-                obs,
-                state=self._learner_state,
-                episode_start=start,
-                deterministic=self.deterministic_rollouts,
-            )
-            action = label if self._rng.random() < beta else learner_action
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            buffer.add(
-                obs,
-                label,
-                reward,
-                self._episode_start,
-                terminated,
-                truncated,
-                None,
-                None,
-                next_obs=next_obs,
-            )
-            self._episode_return += float(reward)
-            self.num_timesteps += 1
-            bar.update(1)
-            self._episode_start = terminated or truncated
-            if self._episode_start:
-                returns.append(self._episode_return)
-                self._episode_return = 0.0
-                next_obs, _ = env.reset()
-            self._obs = next_obs
-            callback.update_locals(locals())
-            if not callback.on_step():
-                keep_going = False
-                break
-        if returns:
-            self.logger.record("rollout/ep_rew_mean", float(np.mean(returns)))
-        # The next round resumes the running episode: late-episode states get labelled too.
-        return buffer.build(env), keep_going
-
-    def _reset_learner(self) -> None:
-        policy, policy_kwargs = self._policy_spec
-        if not isinstance(policy, str):
-            raise ValueError("retrain_from_scratch needs policy given by name (e.g. 'auto')")
-        # Reproducible, and new weights each round: the round's seed seeds the weights'
-        # initialisation (the global RNGs) and the trainer's shuffling.
-        seed = int(self._rng.integers(2**31))
-        set_random_seed(seed)
-        self._policy = learner_for_env("DAgger", self.env, policy, policy_kwargs, self.device)
-        self.trainer = self._make_trainer(seed)
-
-    # -- files ---------------------------------------------------------------------------
-
-    @classmethod
-    def saved_hyperparameter_names(cls) -> tuple[str, ...]:
-        return (*cls.hyperparameter_names, *BC_DEFAULTS)
-
-    def get_hyperparameters(self) -> dict[str, Any]:
-        params = super().get_hyperparameters()
-        params.update(self.trainer.hyperparameters())
-        return params
-
-    FILE_MEMBERS = SupervisedTrainer.FILE_MEMBERS | {"aggregate.lfid", "rollout.data"}
-
-    def _extra_metadata(self) -> dict[str, Any]:
-        # retrain_from_scratch rebuilds the learner from its name and kwargs.
-        spec = self._policy_spec if isinstance(self._policy_spec[0], str) else None
-        return {"round": self.round, "policy_spec": encode_value(spec, "DAgger's policy_kwargs")}
-
-    def _extra_members(self) -> dict[str, bytes]:
-        members = self.trainer.file_members()
-        if self.demonstrations is not None:
-            members["aggregate.lfid"] = self.demonstrations.to_bytes()
-        rollout: dict[str, Any] = {
-            "rng": self._rng.bit_generator.state,
-            "env_state": None,
-            "episode_return": float(self._episode_return),
-        }
-        # The restart contract lets a checkpoint resume mid-episode, exactly where the
-        # rollout stopped, instead of starting a fresh episode.
-        if self._obs is not None and isinstance(self.env.unwrapped, RestartableEnv):
-            rollout["env_state"] = self.env.unwrapped.get_state()
-            rollout["episode_start"] = bool(self._episode_start)
-        members["rollout.data"] = data_bytes(rollout)
-        return members
-
-    @classmethod
-    def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
-        if hyperparameters.get("beta_schedule") == "custom":
-            raise ValueError(
-                "this DAgger used a custom beta_schedule callable; pass "
-                "beta_schedule=<the same callable> to DAgger.load"
-            )
-        demos = None
-        if "aggregate.lfid" in members:
-            demos = members.demonstrations("aggregate.lfid")
-        with members.reading("agent.json"):
-            spec = _saved_policy_spec(decode_value(meta["extra"].get("policy_spec")))
-            round_ = check_count(meta["extra"]["round"])
-        expert = hyperparameters.pop("expert", None)
-        agent = cls(
-            env,
-            expert,
-            demonstrations=demos,
-            policy=policy,
-            device=device,
-            **hyperparameters,
+    def _label_visited_state(self, observation: Any, episode_start: np.ndarray) -> Any:
+        # The expert sees every step, so a recurrent one keeps its state; its action is the
+        # label whether or not it is executed.
+        label, self._expert_state = self.expert.predict(
+            observation, state=self._expert_state, episode_start=episode_start, deterministic=True
         )
-        agent.trainer.restore_file_members(members)
-        agent.round = round_
-        if spec is not None:
-            agent._policy_spec = spec  # retrain_from_scratch needs it
-        if "rollout.data" in members:
-            rollout = members.data("rollout.data")
-            with members.reading("rollout.data"):
-                agent._rng.bit_generator.state = rollout["rng"]
-                state = rollout["env_state"]
-                episode_start = bool(rollout.get("episode_start", True))
-                episode_return = float(rollout.get("episode_return", 0.0))
-            if state is not None and env is not None and isinstance(env.unwrapped, RestartableEnv):
-                try:
-                    # Through the wrapper stack, so the user's wrappers see the restart.
-                    agent._obs, _ = env.reset(options={"state": state})
-                except StateError as exc:
-                    warnings.warn(
-                        f"DAgger checkpoint: cannot resume the saved episode ({exc}); "
-                        "the next round starts a fresh one",
-                        stacklevel=3,
-                    )
-                else:
-                    agent._episode_start = episode_start
-                    agent._episode_return = episode_return
-                    agent._needs_first_reset = False
-        return agent
+        return label
 
-
-#: Settings a file may not give the learner that DAgger rebuilds on retrain_from_scratch:
-#: they would let the file choose to run a model repository's own code.
-_REFUSED_LEARNER_SETTINGS = frozenset({"trust_remote_code", "code_revision"})
-
-
-def _saved_policy_spec(spec: Any) -> tuple[str, dict[str, Any] | None] | None:
-    """The ``(policy name, policy_kwargs)`` an agent file gives, if it names a learner
-    lfi-gym builds itself and carries no setting that could run code."""
-    if spec is None:
-        return None
-    if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], (dict, type(None)))):
-        raise ValueError(f"malformed policy_spec {spec!r}")
-    name, kwargs = spec
-    known = ("auto", *POLICY_ALIASES, *LEARNER_CLASSES)
-    if name not in known:
-        raise ValueError(f"policy_spec names {name!r}, not one of {', '.join(known)}")
-    refused = sorted(_REFUSED_LEARNER_SETTINGS.intersection(kwargs or {}))
-    if refused:
-        raise ValueError(f"policy_spec sets {', '.join(refused)}, which a file may not set")
-    return name, kwargs
+    def _expert_rollin_action(self, observation: Any, episode_start: np.ndarray, label: Any) -> Any:
+        return label

@@ -1,13 +1,16 @@
-"""Evaluating any Policy on an env: episode returns with fixed seeds, NDCG on a ranking env."""
+"""Evaluating any Policy on an env: episode returns with fixed seeds, NDCG on a ranking env,
+and the return of a roll-out from a saved state (what labelling rules compare actions by)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from lfi_gym.envs.policies import Policy, as_policy, check_spaces
+from lfi_gym.envs.validation import check_positive_int
 
 
 def episode_returns(
@@ -76,3 +79,42 @@ def evaluate_ranker(
         total += info[f"ndcg@{k}"]
         count += 1
     return total / max(count, 1)
+
+
+def rollout_return(
+    env: gym.Env,
+    policy: Policy,
+    state: Any,
+    *,
+    first_action: Any = None,
+    max_steps: int | None = None,
+    deterministic: bool = True,
+) -> float:
+    """The summed reward of a roll-out from ``state`` (a State from ``env.get_state()``).
+
+    Restores ``env`` to ``state`` (``env.reset(options={"state": state})``, through any
+    wrappers), takes ``first_action`` if given, then lets ``policy`` act until the episode
+    terminates or is truncated, or ``max_steps`` steps were taken in all (``first_action``
+    counts as one). Returns the sum of every reward received, ``first_action``'s included.
+    ``policy``'s recurrent state starts fresh at ``state``.
+
+    The env is left where the roll-out ended: restore it yourself when you need it back
+    (:class:`lfi_gym.agents.LabelDrivenAgent` does so after every ``label`` call).
+    """
+    policy = as_policy(policy)
+    if max_steps is not None:
+        check_positive_int(max_steps, "max_steps")
+    obs, _ = env.reset(options={"state": state})
+    total, steps, done = 0.0, 0, False
+    if first_action is not None:
+        obs, reward, terminated, truncated, _ = env.step(first_action)
+        total, steps, done = float(reward), 1, terminated or truncated
+    policy_state, start = None, True
+    while not done and (max_steps is None or steps < max_steps):
+        action, policy_state = policy.predict(
+            obs, state=policy_state, episode_start=np.array([start]), deterministic=deterministic
+        )
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        steps, start, done = steps + 1, False, terminated or truncated
+    return total
