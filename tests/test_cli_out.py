@@ -14,7 +14,6 @@ import pytest
 
 import lfi_gym.agents.data as data_module
 import lfi_gym.compare as compare_module
-import lfi_gym.imitation as imitation_module
 from lfi_gym.cli import main
 
 COMPARE = ["compare", "--env", "Control-CartPole-v0", "--agents", "bc", "--seeds", "1"]
@@ -34,7 +33,6 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("work started before --out was checked")
 
     monkeypatch.setattr(compare_module, "run_compare", refuse)
-    monkeypatch.setattr(imitation_module, "run_sweep", refuse)
     monkeypatch.setattr(data_module, "record", refuse)
     monkeypatch.setattr(gym, "make", refuse)
 
