@@ -1,24 +1,28 @@
-"""Why DAgger trails BC at few labels on a MinAtar game: the sweep's DAgger with one change
-at a time.
+"""Why DAgger trails BC at few labels on a MinAtar game: the benchmark's DAgger with one
+change at a time.
 
     python benchmarks/dagger_probe.py --game Breakout --seed 1 --demos 1
 
-Prints, as markdown table rows, the score (mean of the sweep's 10 evaluation episodes) of
-BC on ``--demos`` oracle episodes and of DAgger with the oracle at as many labels as they
-hold: the sweep's settings, more passes, beta = 1 in every round (expert-driven states
-only: this must equal BC), and two rounds whose second is all learner.
+Prints, as markdown table rows, the score (mean of the benchmark's 10 evaluation episodes of
+that seed, as ``lfi-gym compare --suite atari-imitation`` scores them) of BC on ``--demos``
+oracle episodes and of DAgger with the oracle at as many labels as they hold: the suite's
+settings, more passes, beta = 1 in every round (expert-driven states only: this must equal
+BC), and two rounds whose second is all learner.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from lfi_gym import agents, envs, imitation
+from lfi_gym import agents, envs
 from lfi_gym.agents.learners import auto_policy
+from lfi_gym.compare import evaluate
+from lfi_gym.suites import get_suite
 
 
 def main() -> None:
@@ -28,27 +32,29 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=1, help="demonstrations (episodes)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    game = imitation.game_config(f"MinAtarImitation-{args.game}-v0")
-    env = gym.make(game.env_id, **game.env_kwargs)
+    # The atari-imitation suite's settings (BC's passes, DAgger's rounds), on this game.
+    entry = dataclasses.replace(
+        get_suite("atari-imitation")[0], env_id=f"MinAtarImitation-{args.game}-v0"
+    )
+    env = gym.make(entry.env_id, **entry.env_kwargs)
     policy, policy_kwargs = auto_policy(env.observation_space)
 
     def score(agent) -> float:
-        return float(np.mean(imitation.evaluate(agent, game, args.seed)))
+        return float(np.mean(evaluate(agent, entry, args.seed)))
 
-    demos = imitation.collect_demonstrations(game, args.demos, args.seed)
+    demo_env = gym.make(entry.env_id, **entry.env_kwargs)
+    demos = agents.Demonstrations.collect(
+        demo_env, envs.make_expert(demo_env), n_episodes=args.demos, seed=args.seed
+    )
     labels = len(demos)
     bc = agents.BC(env, demos, policy=policy, policy_kwargs=policy_kwargs, seed=args.seed)
-    bc.learn(game.bc_epochs * len(demos))
+    bc.learn(entry.n_epochs * len(demos))
     print(f"| BC on {len(demos)} demonstration states | {score(bc):.1f} |")
 
-    sweep = {
-        "steps_per_round": labels // game.dagger_rounds,
-        "beta_rounds": game.dagger_rounds // 2,
-        "n_epochs": game.bc_epochs // 5,
-    }
+    suite = dict(entry.agent_kwargs["dagger"])
     variants = {
-        "sweep default": {},
-        "50 passes per round": {"n_epochs": game.bc_epochs},
+        "suite default": {},
+        f"{entry.n_epochs} passes per round": {"n_epochs": entry.n_epochs},
         "beta = 1 in every round": {"beta_schedule": lambda round_index: 1.0},
         "2 rounds (the second all learner)": {
             "steps_per_round": labels // 2,
@@ -62,7 +68,7 @@ def main() -> None:
             policy=policy,
             policy_kwargs=policy_kwargs,
             seed=args.seed,
-            **{**sweep, **change},
+            **{**suite, **change},
         )
         dagger.learn(labels)
         print(f"| DAgger, {name} | {score(dagger):.1f} |")

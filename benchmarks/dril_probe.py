@@ -15,17 +15,17 @@ training reward.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from lfi_gym import (
-    envs,  # noqa: F401  (registers the env ids)
-    imitation,
-)
+from lfi_gym import agents, envs
 from lfi_gym.agents.dril import DRIL
+from lfi_gym.compare import evaluate
+from lfi_gym.suites import get_suite
 
 
 def main() -> None:
@@ -40,22 +40,29 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = imitation.game_config(
-        f"MinAtarImitation-{args.game}-v0",
-        dril_timesteps=args.steps,
-        dril_eval_every=args.eval_every or args.steps,
+    # The atari-imitation suite's DRIL settings and evaluation episodes, on this game.
+    entry = dataclasses.replace(
+        get_suite("atari-imitation")[0], env_id=f"MinAtarImitation-{args.game}-v0"
     )
-    demos = imitation.collect_demonstrations(config, args.demos, args.seed)
-    env = gym.make(config.env_id, **config.env_kwargs)
+    settings = dict(entry.agent_kwargs["dril"])
+    settings.pop("total_timesteps")
+    env = gym.make(entry.env_id, **entry.env_kwargs)
+    demo_env = gym.make(entry.env_id, **entry.env_kwargs)
+    demos = agents.Demonstrations.collect(
+        demo_env, envs.make_expert(demo_env), n_episodes=args.demos, seed=args.seed
+    )
     dril = DRIL(
-        env,
-        demos,
-        seed=args.seed,
-        bc_epochs=config.bc_epochs,
-        ensemble_epochs=config.bc_epochs,
-        **json.loads(args.dril_kwargs),
+        env, demos, seed=args.seed, **{**settings, **json.loads(args.dril_kwargs)}
     ).pretrain()
-    warm_start = float(np.mean(imitation.evaluate(dril, config, args.seed)))
+
+    def score() -> float:
+        # evaluate() seeds torch for its episodes; keep DRIL's training draws as they were.
+        rng = torch.get_rng_state()
+        scores = evaluate(dril, entry, args.seed)
+        torch.set_rng_state(rng)
+        return float(np.mean(scores))
+
+    warm_start = score()
     observations, actions = [], []
     obs, _ = env.reset(seed=123)
     for _ in range(500):
@@ -67,10 +74,12 @@ def main() -> None:
             obs, _ = env.reset()
     on_rollout = float((dril.rewards(np.array(observations), np.array(actions)) > 0).mean())
     on_demos = float((dril.rewards(demos.observations, demos.actions) > 0).mean())
-    curve = {
-        steps: float(np.mean(scores))
-        for steps, scores in imitation.learn_scored(dril, config, args.seed)
-    }
+    # DRIL's score every --eval-every RL steps (the compare runner scores a run once).
+    every = args.eval_every or args.steps
+    curve = {}
+    while dril.num_timesteps < args.steps:
+        dril.learn(min(every, args.steps - dril.num_timesteps), reset_num_timesteps=False)
+        curve[dril.num_timesteps] = score()
     print(
         json.dumps(
             {

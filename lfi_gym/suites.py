@@ -307,9 +307,40 @@ ATARI_IMITATION = tuple(
     for game in ("SpaceInvaders", "Freeway")
 )
 
+#: The DRIL paper's Atari training envs (Brantley et al. 2020): episodic life, fire reset,
+#: clipped rewards (unused: DRIL replaces them); evaluation keeps the raw game score.
+ATARI_TRAINING = {"episodic_life": True, "fire_reset": True, "clip_rewards": True}
+
+# The same benchmark on the ALE games of the DRIL paper at its setting: 20M DRIL steps on
+# the training envs above, 10 evaluation episodes, 20 BC passes (BC, DRIL's members and warm
+# start) instead of the MinAtar entries' 50; DAgger in rounds of 1,000 labels, 4 passes
+# over its aggregate each round. GPU scale: not run on CPU.
+ATARI_IMITATION_ALE = tuple(
+    SuiteEntry(
+        env_id=f"AtariImitation-{game}-v0",
+        agents=("bc", "dagger", "dril"),
+        curve_unit="expert_episodes",
+        label_budget=20,
+        curve_points=(1, 3, 5, 10, 20),
+        eval_episodes=10,
+        n_epochs=20,
+        agent_kwargs={
+            "dagger": {"steps_per_round": 1000, "beta_rounds": 5, "n_epochs": 4},
+            "dril": {
+                "total_timesteps": 20_000_000,
+                "bc_epochs": 20,
+                "ensemble_epochs": 20,
+                "train_env_kwargs": ATARI_TRAINING,
+            },
+        },
+    )
+    for game in ("Pong", "Breakout", "SpaceInvaders", "BeamRider", "Qbert", "MsPacman")
+)
+
 SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "default": (CARTPOLE, TINYREVIEWS, RANK_SYNTHETIC, MINATAR_BREAKOUT),
     "atari-imitation": ATARI_IMITATION,
+    "atari-imitation-ale": ATARI_IMITATION_ALE,
 }
 
 
