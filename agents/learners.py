@@ -236,6 +236,14 @@ def check_learner_fits(
     """Raise ValueError, naming the fix, if learner ``name`` cannot act on these spaces."""
     if observation_space is None:
         raise ValueError(f"a learner named {name!r} is built from the env's spaces; pass env=")
+    if name in ("MlpPolicy", "CnnPolicy") and isinstance(observation_space, gym.spaces.Dict):
+        # SB3 builds these on a Dict space but fails at the first forward pass ('dict' object
+        # has no attribute 'flatten'), after the agent has collected data.
+        raise ValueError(
+            f"policy={name!r} takes Box observations; this env observes "
+            f"{observation_space}. Use policy='auto' (here: "
+            f"{auto_policy(observation_space)[0]!r}) or a learner made for Dict observations"
+        )
     fits = {"LMPolicy": is_text_space, "PlackettLucePolicy": is_ranking_space}.get(name)
     if fits is None or fits(observation_space):
         return

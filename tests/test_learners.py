@@ -124,6 +124,31 @@ def test_a_learner_named_for_another_kind_of_env_is_refused_at_construction(make
         make(gym.make(RANKING, **SMALL_RANKING), "LMPolicy")
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda env, policy: agents.BC(env, policy=policy, device="cpu"),
+        lambda env, policy: agents.DAgger(env, envs.make_expert(env), policy=policy, device="cpu"),
+        lambda env, policy: agents.PPO(env, policy, device="cpu"),
+    ],
+    ids=["BC", "DAgger", "PPO"],
+)
+@pytest.mark.parametrize("policy", ["MlpPolicy", "CnnPolicy"])
+def test_an_sb3_box_policy_on_dict_observations_names_the_learner_to_use(make, policy):
+    # SB3 builds these on a Dict space, then fails at the first forward pass with
+    # "'dict' object has no attribute 'flatten'"; the name must be refused up front.
+    cases = [
+        (gym.make(RANKING, **SMALL_RANKING), "PlackettLucePolicy"),
+        (gym.make(TEXT), "LMPolicy"),
+    ]
+    for env, learner in cases:
+        expected = (
+            rf"policy='{policy}' takes Box observations.*Use policy='auto' \(here: '{learner}'\)"
+        )
+        with pytest.raises(ValueError, match=expected):
+            make(env, policy)
+
+
 def test_pgrank_and_dril_refuse_learners_they_cannot_train():
     env = gym.make(CARTPOLE)
     with pytest.raises(
