@@ -19,7 +19,7 @@ import numpy as np
 
 import lfi_gym  # noqa: F401  (registers the env ids)
 from lfi_gym.agents import LabelDrivenAgent, episode_returns, rollout_return
-from lfi_gym.envs import make_expert
+from lfi_gym.envs import RandomPolicy, make_expert
 
 
 class MyAgent(LabelDrivenAgent):
@@ -35,24 +35,13 @@ class MyAgent(LabelDrivenAgent):
         return expert_action if expert_action in best else int(best[0])
 
 
-class RandomPolicy:
-    """Uniformly random actions: the floor to beat."""
-
-    def __init__(self, env: gym.Env, seed: int = 0) -> None:
-        self.observation_space, self.action_space = env.observation_space, env.action_space
-        self.rng = np.random.default_rng(seed)
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=False):
-        return np.int64(self.rng.integers(self.action_space.n)), state
-
-
 if __name__ == "__main__":
     labels = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     env = gym.make("Control-CartPole-v0")
     # Small rounds and more epochs than the defaults (DAgger's) suit a budget this small.
     agent = MyAgent(env, expert=make_expert(env), steps_per_round=50, n_epochs=20, seed=0)
     agent.learn(labels)
-    for name, policy in (("MyAgent", agent), ("random", RandomPolicy(env))):
+    for name, policy in (("MyAgent", agent), ("random", RandomPolicy.for_env(env, seed=0))):
         returns = episode_returns(policy, gym.make("Control-CartPole-v0"), 10, seed=100)
         print(f"{name:8s} mean return over 10 episodes: {returns.mean():6.1f}")
     print("MyAgent used", agent.budgets())

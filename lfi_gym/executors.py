@@ -124,7 +124,11 @@ def _module_source(name: str) -> str:
     spec = importlib.util.find_spec(name)
     if spec is None:
         raise ModuleNotFoundError(_not_found_message(name, "listed in modules"), name=name)
-    locations = list(spec.submodule_search_locations or [])
+    # A namespace package (no __init__.py, e.g. examples/) may be found once per sys.path
+    # entry that leads to the same folder ("" and the current directory).
+    locations = list(
+        dict.fromkeys(os.path.realpath(p) for p in spec.submodule_search_locations or [])
+    )
     if len(locations) == 1:
         return locations[0]
     if not locations and spec.origin and spec.origin.endswith(".py"):

@@ -216,3 +216,28 @@ def test_report_rebuilds_tables_and_figures_without_training(
 def test_report_refuses_a_folder_without_results(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path)]) == 2
     assert "results.json does not exist" in capsys.readouterr().err
+
+
+def test_the_example_agent_enters_a_comparison_from_the_repository_root(tmp_path: Path) -> None:
+    """README's promise: ``--agents examples.write_your_own_agent:MyAgent,bc,dagger`` from
+    the repository root, on CartPole and a ranking env; the new agent beats random."""
+    spec = "examples.write_your_own_agent:MyAgent"
+    out = tmp_path / "out"
+    argv = [
+        sys.executable, "-m", "lfi_gym", "compare",
+        "--env", "Control-CartPole-v0", "--env", "Rank-Synthetic-v0",
+        "--agents", f"{spec},bc,dagger",
+        "--agent-kwargs", f'{spec}={{"steps_per_round": 30, "n_epochs": 20}}',
+        "--seeds", "2", "--label-budget", "60", "--curve-points", "60",
+        "--eval-episodes", "5", "--jobs", "2", "--out", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "myagent" in done.stdout
+    summary = CompareResults.load(out).summary()["envs"]
+    for env_id in ("Control-CartPole-v0", "Rank-Synthetic-v0"):
+        row = summary[env_id]["agents"]["myagent"]
+        # Normalised: 0 is the random policy on the same episodes, 1 the expert.
+        assert row["normalized_ci"][0] > 0.05, (env_id, row)
+        assert row["budgets"]["expert_labels"] == 60

@@ -50,17 +50,9 @@ example = _load_example()
 MyAgent = example.MyAgent
 
 
-class UniformRandom:
+def UniformRandom(env: gym.Env, seed: int = 0) -> envs.RandomPolicy:
     """Uniformly random among the allowed actions (the ranking env's mask, if any)."""
-
-    def __init__(self, env: gym.Env, seed: int = 0) -> None:
-        self.observation_space, self.action_space = env.observation_space, env.action_space
-        self.rng = np.random.default_rng(seed)
-
-    def predict(self, observation, state=None, episode_start=None, deterministic=False):
-        if isinstance(observation, dict):
-            return np.int64(self.rng.choice(np.flatnonzero(observation["mask"]))), state
-        return np.int64(self.rng.integers(self.action_space.n)), state
+    return envs.RandomPolicy.for_env(env, seed=seed)
 
 
 class ExpertLabels(LabelDrivenAgent):
