@@ -74,6 +74,4 @@ def env_family(env_id: str) -> str:
     for prefix, family in FAMILIES.items():
         if env_id.startswith(prefix):
             return family
-    raise ValueError(
-        f"{env_id!r} is not an lfi-gym env id; ids start with {', '.join(FAMILIES)}"
-    )
+    raise ValueError(f"{env_id!r} is not an lfi-gym env id; ids start with {', '.join(FAMILIES)}")
