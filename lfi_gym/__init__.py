@@ -4,7 +4,8 @@
 ``gym.make("lfi_gym:Control-CartPole-v0")`` works in a fresh interpreter. The layers, from
 the bottom: :mod:`lfi_gym.envs` (envs, the restart contract, the policy protocol and the
 oracles), :mod:`lfi_gym.wrappers`, :mod:`lfi_gym.agents`, and this package's own modules
-(the ``lfi-gym`` command line and the runners). This module imports the bottom layer only.
+(the ``lfi-gym`` command line and the runners). This module imports the bottom layer only
+(and :func:`register_agent`, which imports agents when called).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from lfi_gym import envs  # noqa: F401  (registers the env ids)
+from lfi_gym.registry import register_agent
 
 try:
     __version__ = version("lfi-gym")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "register_agent"]
