@@ -241,3 +241,22 @@ def test_the_example_agent_enters_a_comparison_from_the_repository_root(tmp_path
         # Normalised: 0 is the random policy on the same episodes, 1 the expert.
         assert row["normalized_ci"][0] > 0.05, (env_id, row)
         assert row["budgets"]["expert_labels"] == 60
+
+
+def test_the_main_jobs_output_holds_no_third_party_noise(tmp_path: Path) -> None:
+    """Captured (not a terminal), in the main process and in worker processes: no
+    transformers "Loading weights" bars and no FutureWarning; progress as plain lines."""
+    argv = [
+        sys.executable, "-m", "lfi_gym", "compare",
+        "--env", "TextGen-TinyReviews-v0", "--agents", "zero-shot,bc,dagger",
+        "--seeds", "1", "--label-budget", "16", "--curve-points", "16",
+        "--eval-episodes", "2", "--agent-kwargs", 'dagger={"steps_per_round": 8}',
+        "--jobs", "2", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "Loading weights" not in output and "Warning" not in output, output
+    assert "[5/5] TextGen-TinyReviews-v0" in done.stderr  # one line per finished run
+    assert "TextGen-TinyReviews-v0" in done.stdout and "IQM" in done.stdout
