@@ -1,9 +1,11 @@
-"""Compare two ``lfi-gym compare`` results files figure by figure, ignoring wall times.
+"""Compare two ``lfi-gym compare`` results files run by run, ignoring wall times.
 
     python benchmarks/diff_compare.py BEFORE/results.json AFTER/results.json
 
-Prints each (env, agent) row's return at every curve point where the two files differ, and
-the count of rows that are bit-for-bit equal. Exit status 0 whatever it finds: it reports.
+A run is one job record (env, agent or reference, seed, curve points); two runs are equal
+when every episode score and every budget is equal bit for bit. Prints the count of equal
+runs and, for the others, the mean score at each curve point before and after. Exit status
+0 whatever it finds: it reports (format 2 files: lfi-gym compare since the one runner).
 """
 
 from __future__ import annotations
@@ -13,22 +15,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-#: Keys that measure time, not results.
-TIMING_KEYS = {"train_time_s", "wall_time_s", "total_wall_time_s", "started_at"}
+
+def _runs(results: dict[str, Any]) -> dict[tuple, list[tuple]]:
+    """(env, name, seed, points) -> [(point, budgets, scores)] without timings."""
+    if results.get("format_version") != 2:
+        raise SystemExit("diff_compare reads results format 2 (lfi-gym compare's one runner)")
+    out = {}
+    for job in results["jobs"]:
+        config, result = job["config"], job["result"]
+        key = (config["env"]["env_id"], config["name"], config["seed"], tuple(config["points"]))
+        if "curve" in result:
+            out[key] = [(p["point"], p["budgets"], p["scores"]) for p in result["curve"]]
+        else:
+            out[key] = [(0, None, result["scores"])]
+    return out
 
 
-def _strip_timing(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
-    if isinstance(value, list):
-        return [_strip_timing(v) for v in value]
-    return value
-
-
-def _rows(results: dict[str, Any]) -> dict[tuple[str, str, int], Any]:
-    return {
-        (run["env_id"], run["agent"], run["seed"]): _strip_timing(run) for run in results["runs"]
-    }
+def _mean(scores: list[float]) -> float:
+    return sum(scores) / len(scores)
 
 
 def main() -> None:
@@ -36,34 +40,20 @@ def main() -> None:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     args = parser.parse_args()
-    before, after = (json.loads(p.read_text()) for p in (args.before, args.after))
-    old, new = _rows(before), _rows(after)
-    same = [key for key in old if key in new and old[key] == new[key]]
-    print(f"{len(same)} of {len(old)} runs equal bit for bit (env, agent, seed)")
-    for key in sorted(set(old) | set(new)):
+    old, new = (_runs(json.loads(p.read_text())) for p in (args.before, args.after))
+    same = [key for key in old if new.get(key) == old[key]]
+    print(f"{len(same)} of {len(old)} runs equal bit for bit (env, agent, seed, curve points)")
+    for key in sorted(set(old) | set(new), key=str):
         if key in same:
             continue
         if key not in old or key not in new:
             print(f"{key}: only in {'after' if key in new else 'before'}")
             continue
-        points = zip(old[key].get("curve", []), new[key].get("curve", []), strict=False)
         pairs = ", ".join(
-            f"{a['expert_labels']} labels: {a['return_mean']:.4g} -> {b['return_mean']:.4g}"
-            for a, b in points
+            f"{a[0]}: {_mean(a[2]):.4g} -> {_mean(b[2]):.4g}"
+            for a, b in zip(old[key], new[key], strict=False)
         )
         print(f"{key}: {pairs}")
-    summary_old, summary_new = (_strip_timing(r["summary"]) for r in (before, after))
-    for env_id, entry in summary_new.items():
-        for agent, row in entry["agents"].items():
-            was = summary_old.get(env_id, {}).get("agents", {}).get(agent)
-            if was != row:
-                old_text = (
-                    "-" if was is None else f"{was['return_mean']:.4g} ± {was['return_std']:.3g}"
-                )
-                print(
-                    f"summary {env_id} / {agent}: {old_text} -> "
-                    f"{row['return_mean']:.4g} ± {row['return_std']:.3g}"
-                )
 
 
 if __name__ == "__main__":
