@@ -4,16 +4,16 @@
 ``gym.make("lfi_gym:Control-CartPole-v0")`` works in a fresh interpreter. The layers, from
 the bottom: :mod:`lfi_gym.envs` (envs, the restart contract, the policy protocol and the
 oracles), :mod:`lfi_gym.wrappers`, :mod:`lfi_gym.agents`, and this package's own modules
-(the ``lfi-gym`` command line and the runners). This module imports the bottom layer only
-(and :func:`register_agent`, which imports agents when called).
+(the ``lfi-gym`` command line and the runners). This module imports the bottom layer only;
+``lfi_gym.register_agent`` (from :mod:`lfi_gym.registry`) is imported when first used.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from lfi_gym import envs  # noqa: F401  (registers the env ids)
-from lfi_gym.registry import register_agent
 
 try:
     __version__ = version("lfi-gym")
@@ -21,3 +21,12 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = ["__version__", "register_agent"]
+
+
+def __getattr__(name: str) -> Any:
+    # register_agent lives a layer up (lfi_gym.registry); import it when first asked for.
+    if name == "register_agent":
+        from lfi_gym.registry import register_agent
+
+        return register_agent
+    raise AttributeError(f"module 'lfi_gym' has no attribute {name!r}")

@@ -237,11 +237,17 @@ def run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
     The entry point of every executor: it seeds everything from the job alone, so the
     result is the same whichever process runs it and whatever ran there before.
     """
-    from stable_baselines3.common.utils import set_random_seed
-
     from lfi_gym.output import quiet_third_party
 
-    quiet_third_party()
+    # Quiet for the job only: run in the caller's process (one job at a time), the
+    # caller's own settings come back afterwards.
+    with quiet_third_party():
+        return _run_job(payload)
+
+
+def _run_job(payload: Mapping[str, Any]) -> dict[str, Any]:
+    from stable_baselines3.common.utils import set_random_seed
+
     entry = SuiteEntry.from_dict(payload["entry"])
     seed = int(payload["seed"])
     set_random_seed(seed)

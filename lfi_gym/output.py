@@ -241,8 +241,9 @@ class ProgressReporter:
             self._running[description] += 1
             self._refresh()
 
-    def finished(self, description: str, seconds: float) -> None:
-        """Job ``description`` has finished after ``seconds`` of wall time."""
+    def finished(self, description: str, seconds: float | None) -> None:
+        """Job ``description`` has finished after ``seconds`` of wall time (None: it had
+        finished in an earlier run and is reused)."""
         with self._lock:
             if self._running[description] > 0:
                 self._running[description] -= 1
@@ -252,7 +253,8 @@ class ProgressReporter:
                 self._refresh()
             elif self.enabled and not self._closed:
                 width = len(str(self.total))
-                line = f"[{self.done:>{width}}/{self.total}] {description} {seconds:.1f} s\n"
+                took = "reused" if seconds is None else f"{seconds:.1f} s"
+                line = f"[{self.done:>{width}}/{self.total}] {description} {took}\n"
                 self.stream.write(line)
                 self.stream.flush()
 

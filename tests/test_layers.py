@@ -243,7 +243,10 @@ def up_imports(graph: ImportGraph) -> list[str]:
     for edge in graph.edges:
         if not edge.named:
             continue
-        ceiling = LAYERS[0] if edge.importer == "lfi_gym" else layer_of(edge.importer)
+        # ``import lfi_gym`` loads only envs; its lazy attribute lfi_gym.register_agent
+        # (a deferred import, in the module's __getattr__) may reach its own layer.
+        eager_root = edge.importer == "lfi_gym" and not edge.deferred
+        ceiling = LAYERS[0] if eager_root else layer_of(edge.importer)
         target_layer = layer_of(edge.target)
         if _rank(target_layer) > _rank(ceiling):
             why = " (lfi_gym/__init__ may import only lfi_gym.envs)" * (edge.importer == "lfi_gym")
