@@ -260,3 +260,33 @@ def test_the_main_jobs_output_holds_no_third_party_noise(tmp_path: Path) -> None
     assert "Loading weights" not in output and "Warning" not in output, output
     assert "[5/5] TextGen-TinyReviews-v0" in done.stderr  # one line per finished run
     assert "TextGen-TinyReviews-v0" in done.stdout and "IQM" in done.stdout
+
+
+def test_agents_and_references_of_a_seed_face_the_same_evaluation_episodes(monkeypatch) -> None:
+    """Episode i of seed s starts from reset(seed=10_000 + 1_000 s + i), for every agent
+    and reference: normalising by the references is like for like."""
+    import gymnasium as gym
+
+    from lfi_gym.compare import EVAL_SEED_OFFSET, EVAL_SEED_STRIDE, run_job
+
+    seen: list[int | None] = []
+    env_class = type(gym.make("Control-CartPole-v0").unwrapped)
+    reset = env_class.reset
+
+    def spy(self, *, seed=None, options=None):
+        seen.append(seed)
+        return reset(self, seed=seed, options=options)
+
+    (entry,) = tiny_suite(("bc",))[:1]
+    evaluation = {EVAL_SEED_OFFSET + EVAL_SEED_STRIDE * 1 + i for i in range(entry.eval_episodes)}
+    by_name = {}
+    for job in plan_jobs([entry], [1]):
+        if job.points not in ((), (entry.label_budget,)):
+            continue
+        seen.clear()
+        monkeypatch.setattr(env_class, "reset", spy)
+        run_job(job.payload())
+        by_name[job.name] = [s for s in seen if s is not None and s >= EVAL_SEED_OFFSET]
+    assert set(by_name) == {"random", "expert", "bc"}
+    for seeds in by_name.values():
+        assert sorted(seeds) == sorted(evaluation)
