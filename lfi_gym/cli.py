@@ -396,6 +396,7 @@ def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
         except ImportError as exc:  # Ray missing
             return _error(args.subparser, str(exc))
     _print_tables(console, results)
+    _print_imitation_report(console, results, args.out)
     try:
         json_path, curves, profiles = results.save(args.out)
     except OSError as exc:  # --out was writable at the start; a full disk, say
@@ -422,6 +423,7 @@ def _report(args: argparse.Namespace) -> int:
         return _error(args.subparser, str(exc))
     console = _console()
     _print_tables(console, results)
+    _print_imitation_report(console, results, args.dir)
     curves, profiles = results.save_figures(args.dir)
     console.print(f"wrote {curves} and {profiles}")
     return 0
@@ -440,6 +442,15 @@ def _save_elsewhere(results: Any, out: str, exc: OSError) -> str:
             "the tables above are all that is left of the run"
         )
     return f"{problem}; wrote them to {folder} instead"
+
+
+def _print_imitation_report(console: Console, results: Any, out: str) -> None:
+    """The DRIL benchmark's analysis, for entries counted in expert episodes."""
+    from lfi_gym import imitation
+
+    if any(entry.curve_unit == "expert_episodes" for entry in results.entries):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        console.print(imitation.report(results, figure=Path(out) / imitation.FIGURE_FILE))
 
 
 def _console() -> Console:
