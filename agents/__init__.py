@@ -23,6 +23,7 @@ from lfi_gym.agents.plackett_luce import PlackettLucePolicy
 from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.agents.ppo import PPO
 from lfi_gym.agents.serialization import AgentFileError
+from lfi_gym.agents.threads import set_torch_threads
 from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
 
 #: Agents by the short name used on the command line (``lfi-gym compare --agents``).
@@ -65,6 +66,7 @@ __all__ = [
     "evaluate_ranker",
     "make_learner",
     "rollout_return",
+    "set_torch_threads",
 ]
 
 
