@@ -366,10 +366,17 @@ def default_jobs() -> int:
 
 
 def _compare(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
-    from lfi_gym.compare import plan_jobs, run_compare
-    from lfi_gym.output import ProgressReporter, quiet_third_party
+    from lfi_gym.output import quiet_third_party
 
-    quiet_third_party()
+    # Quiet while the command runs; main() called from a script gives the settings back.
+    with quiet_third_party():
+        return _run_compare_command(args, entries)
+
+
+def _run_compare_command(args: argparse.Namespace, entries: list[SuiteEntry]) -> int:
+    from lfi_gym.compare import plan_jobs, run_compare
+    from lfi_gym.output import ProgressReporter
+
     console = _console()
     n_jobs = args.jobs or default_jobs()
     total = len(plan_jobs(entries, list(range(args.seeds))))
