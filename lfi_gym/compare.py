@@ -336,11 +336,8 @@ def _train(cls: type, entry: SuiteEntry, payload: Mapping[str, Any], seed: int):
     unit = cls.BUDGET_UNIT
     if unit == "demonstrations":
         (point,) = payload["points"]
-        env = gym.make(entry.env_id, **label_kwargs)
         start = time.perf_counter()
-        demos = _demonstrations(entry, point, seed)
-        agent = cls(env, demonstrations=demos, **common, **settings)
-        agent.learn(total or entry.n_epochs * len(demos))
+        agent = _fit_on_demonstrations(cls, entry, point, payload["settings"], seed, device)
         yield point, agent, _budgets(agent, entry), time.perf_counter() - start
     elif unit == "expert_labels":
         env = gym.make(entry.env_id, **label_kwargs)
@@ -402,13 +399,21 @@ def _fit_guide(entry: SuiteEntry, settings: Mapping[str, Any], seed: int, device
     the supervised model); the same model as BC's last curve point."""
     from lfi_gym.agents import BC
 
+    return _fit_on_demonstrations(BC, entry, entry.label_budget, settings, seed, device)
+
+
+def _fit_on_demonstrations(
+    cls: type, entry: SuiteEntry, point: int, settings: Mapping[str, Any], seed: int, device: str
+) -> Any:
+    """A fresh agent trained on the expert's demonstrations of one curve point, on the
+    label env: ``total_timesteps`` from its settings, else ``n_epochs`` passes."""
     settings = dict(settings)
     total = settings.pop("total_timesteps", None)
-    settings.pop("env_kwargs", None)
+    settings.pop("env_kwargs", None)  # RL's training env: not for demonstrations
     env = gym.make(entry.env_id, **{**entry.env_kwargs, **entry.demo_env_kwargs})
-    demos = _demonstrations(entry, entry.label_budget, seed)
-    bc = BC(env, demos, seed=seed, device=device, **settings)
-    return bc.learn(total or entry.n_epochs * len(demos))
+    demos = _demonstrations(entry, point, seed)
+    agent = cls(env, demonstrations=demos, seed=seed, device=device, **settings)
+    return agent.learn(total or entry.n_epochs * len(demos))
 
 
 def _budgets(agent: Any, entry: SuiteEntry) -> dict[str, int]:
