@@ -486,7 +486,10 @@ def _tables(results: Any) -> list[Table]:
     for entry in results.entries:
         env_summary = summary["envs"][entry.env_id]
         rows = env_summary["agents"]
-        low, high = entry.normalization
+        low, high = (
+            f"a score of {end:g}" if isinstance(end, (int, float)) else end
+            for end in entry.normalization
+        )
         text = entry.env_id.startswith("TextGen-")
         unit = "episodes" if entry.curve_unit == "expert_episodes" else "labels"
         table = Table(

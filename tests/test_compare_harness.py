@@ -260,6 +260,8 @@ def test_the_main_jobs_output_holds_no_third_party_noise(tmp_path: Path) -> None
     assert "Loading weights" not in output and "Warning" not in output, output
     assert "[5/5] TextGen-TinyReviews-v0" in done.stderr  # one line per finished run
     assert "TextGen-TinyReviews-v0" in done.stdout and "IQM" in done.stdout
+    # The suite's declared pair, a reference and a number, is named in the caption.
+    assert "0 = zero-shot, 1 = a score of 1" in " ".join(done.stdout.split())
 
 
 def test_agents_and_references_of_a_seed_face_the_same_evaluation_episodes(monkeypatch) -> None:
