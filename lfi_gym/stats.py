@@ -362,7 +362,7 @@ def plot_performance_profiles(
             performance_profile(scores, taus),
             color=color,
             linewidth=2,
-            label=f"{name} ({n_runs} runs x {n_tasks} tasks)",
+            label=f"{name} ({n_runs} runs x {n_tasks} task{'s' if n_tasks != 1 else ''})",
         )
         low, high = performance_profile_ci(scores, taus)
         ax.fill_between(taus, low, high, color=color, alpha=0.2, linewidth=0)
