@@ -20,15 +20,20 @@ from lfi_gym.envs.validation import check_choice, check_positive_int
 
 #: Splits every text task offers.
 SPLITS = ("train", "validation", "test")
+#: The optional fields of a :class:`TextSample` that become reward keywords when set.
+OPTIONAL_COLUMNS = ("label", "concepts")
 
 
 @dataclasses.dataclass(frozen=True)
 class TextSample:
-    """One prompt of a dataset split, with its reference texts and optional label."""
+    """One prompt of a dataset split, with its reference texts and optional per-row
+    fields that rewards receive as keywords: ``label`` (a review's class) and ``concepts``
+    (the words a concept-to-text target must use)."""
 
     prompt: str
     references: tuple[str, ...]
     label: int | None = None
+    concepts: tuple[str, ...] | None = None
 
 
 class TextTask:
@@ -43,7 +48,7 @@ class TextTask:
 
     ``reward_fn`` follows TRL's reward-function contract: :meth:`score` calls it with the
     keywords ``prompts``, ``completions``, ``completion_ids``, ``references`` and the
-    task's :attr:`columns` (``label`` when the samples carry one), each a list with one
+    task's :attr:`columns` (``label``, ``concepts``: those the samples carry), each a list with one
     entry per row, and it returns one float per row. A function without ``**kwargs`` gets
     only the keywords it names; one that requires another is refused here.
     """
@@ -92,8 +97,10 @@ class TextTask:
         self.reward_fn = reward_fn
         self.reward_name = reward_name or default_reward_name(reward_fn)
         #: Per-row fields of the samples passed to the reward besides prompts and references.
-        self.columns: tuple[str, ...] = (
-            ("label",) if any(sample.label is not None for sample in self.samples) else ()
+        self.columns: tuple[str, ...] = tuple(
+            column
+            for column in OPTIONAL_COLUMNS
+            if any(getattr(sample, column) is not None for sample in self.samples)
         )
         try:
             self._reward_keywords = reward_keywords(reward_fn, REWARD_KEYWORDS + self.columns)
