@@ -365,3 +365,39 @@ def generate_reviews(n: int, seed: int) -> list[Review]:
     labels = [1] * (n // 2) + [0] * (n - n // 2)
     rng.shuffle(labels)
     return [Review(_review_text(rng, 1 if label else -1), label) for label in labels]
+
+
+# ---------------------------------------------------------------------------- public names
+# The lexicon and the phrase and sentence helpers, for grammars built on this one
+# (TinyConcepts). Aliases only: nothing above changes, so the corpus (and the digest
+# recorded with the shipped model) stays the same.
+
+FIRST_NAMES = _FIRST
+LAST_NAMES = _LAST
+TITLE_ADJECTIVES = _TITLE_ADJ
+TITLE_NOUNS = _TITLE_NOUN
+GENRES = _GENRES
+ROLES = _ROLES
+PLOTS = _PLOTS
+PLACES = _PLACES
+ASPECTS = _ASPECTS
+PLURAL_ASPECTS = _PLURAL_ASPECTS
+POSITIVE_ADJECTIVES = _POS_ADJ
+NEGATIVE_ADJECTIVES = _NEG_ADJ
+INTENSIFIERS = _INTENS
+FILM_WORDS = _FILM
+
+draw_title = _title
+draw_name = _name
+sentiment_adjective = _adj
+sentiment_noun = _noun
+sentiment_verb = _verb
+with_article = _a
+be_form = _be
+qualified = _qualified
+capitalize = _cap
+neutral_opener = _neutral_opener
+polar_opener = _polar_opener
+aspect_sentence = _aspect_sentence
+contrast_sentence = _contrast_sentence
+verdict = _verdict
