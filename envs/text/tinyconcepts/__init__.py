@@ -31,6 +31,12 @@ from lfi_gym.envs.text.tinyconcepts.grammar import (
 ASSET_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent.parent / "assets" / "tinyconcepts"
 """Folder with the shipped tokenizer, model (safetensors) and training.json."""
 
+#: The env's token limits (``tinyconcepts_task``'s defaults): the longest prompt of any split
+#: has 28 tokens of the shipped tokenizer and the longest reference 37 as a continuation, so
+#: every prompt fits and every reference ends with eos (build.py checks both).
+PROMPT_LENGTH = 32
+MAX_NEW_TOKENS = 40
+
 SPLIT_SIZES: dict[str, int] = {"train": 5_000, "validation": 500, "test": 500}
 SPLIT_SEEDS: dict[str, int] = {"train": 21_000, "validation": 22_000, "test": 23_000}
 # Each split skips the concept sets of the splits before it, so no validation or test set
@@ -45,11 +51,13 @@ __all__ = [
     "ASSET_DIR",
     "KINDS",
     "MAX_CONCEPTS",
+    "MAX_NEW_TOKENS",
     "MAX_SENTENCES",
     "MAX_WORDS",
     "MIN_CONCEPTS",
     "MIN_SENTENCES",
     "MIN_WORDS",
+    "PROMPT_LENGTH",
     "REFERENCES",
     "SPLIT_SEEDS",
     "SPLIT_SIZES",
