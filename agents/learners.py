@@ -190,7 +190,9 @@ def make_learner(
         if policy == "LMPolicy" and env is not None:
             from lfi_gym.agents.lm_policy import TINYREVIEWS_LM, LMPolicy
 
-            name = kwargs.pop("name_or_path", TINYREVIEWS_LM)
+            task = getattr(getattr(env, "unwrapped", env), "task", None)
+            default = getattr(task, "policy_model", None) or TINYREVIEWS_LM
+            name = kwargs.pop("name_or_path", default)
             kwargs.setdefault("value_head", value_head)
             module = LMPolicy.from_pretrained(name, env=env, device=device, **kwargs)
         elif policy in LEARNER_CLASSES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
@@ -160,3 +161,22 @@ def test_pgrank_and_dril_refuse_learners_they_cannot_train():
     demos = agents.Demonstrations.collect(env, envs.make_expert(env), n_steps=20, seed=0)
     with pytest.raises(ValueError, match="policy must be 'auto', 'MlpPolicy' or 'CnnPolicy'"):
         agents.DRIL(env, demos, policy="LMPolicy")
+
+
+def test_an_lm_learner_starts_from_the_lm_its_text_task_names(tmp_path):
+    """Without ``name_or_path``, make_learner loads the task's ``policy_model``: the shipped
+    LM on TinyReviews, and whatever folder a task names (here a saved copy whose weights
+    differ)."""
+    env = gym.make(TEXT)
+    assert env.unwrapped.task.policy_model == "lfi-gym/tinyreviews-lm"
+    shipped = make_learner("LMPolicy", env.observation_space, env.action_space, env=env)
+    shipped_again = LMPolicy.from_pretrained("lfi-gym/tinyreviews-lm", env=env)
+    first = next(shipped.model.parameters())
+    assert torch.equal(first, next(shipped_again.model.parameters()))
+
+    with torch.no_grad():
+        next(shipped_again.model.parameters()).add_(1.0)
+    shipped_again.save_pretrained(tmp_path / "lm")
+    env.unwrapped.task.policy_model = str(tmp_path / "lm")
+    other = make_learner("LMPolicy", env.observation_space, env.action_space, env=env)
+    assert torch.equal(next(other.model.parameters()), first + 1.0)

@@ -41,6 +41,12 @@ def load_tokenizer(tokenizer: Any, *, env_id: str, argument: str, padding_side: 
     return tokenizer
 
 
+def _named(asset: Any) -> str | None:
+    """The hub name or folder of an asset given by name (the policy LM of the same name is
+    the task's default), None for a loaded object."""
+    return str(asset) if isinstance(asset, str) or hasattr(asset, "__fspath__") else None
+
+
 def _filter_labels(samples: list[TextSample], labels: Sequence[int] | None, env_id: str):
     if labels is None:
         return samples
@@ -90,6 +96,7 @@ def tinyreviews_task(
         min_new_tokens=min_new_tokens,
         truncation_side="left",
         split=split,
+        policy_model="lfi-gym/tinyreviews-lm",
     )
 
 
@@ -155,6 +162,7 @@ def imdb_task(
         min_new_tokens=min_new_tokens,
         truncation_side="left",
         split=split,
+        policy_model=_named(policy_tokenizer),
     )
 
 
@@ -245,6 +253,7 @@ def commongen_task(
         truncation_side="right",
         seq2seq=True,
         split=split,
+        policy_model=_named(policy_tokenizer),
     )
 
 

@@ -51,6 +51,10 @@ class TextTask:
     task's :attr:`columns` (``label``, ``concepts``: those the samples carry), each a list with one
     entry per row, and it returns one float per row. A function without ``**kwargs`` gets
     only the keywords it names; one that requires another is refused here.
+
+    ``policy_model`` names the LM a policy for this task starts from when none is given
+    (``LMPolicy`` learners built by ``make_learner``): the shipped LM offline, a hub name
+    otherwise.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class TextTask:
         split: str = "train",
         vocab_size: int | None = None,
         reward_name: str | None = None,
+        policy_model: str | None = None,
     ) -> None:
         from lfi_gym.envs.text.rewards import REWARD_KEYWORDS, RewardError, reward_keywords
         from lfi_gym.envs.text.rewards import reward_name as default_reward_name
@@ -92,6 +97,7 @@ class TextTask:
         if not callable(reward_fn):
             raise TypeError(f"{name}: reward must be callable, got {type(reward_fn).__name__}")
         self.name = name
+        self.policy_model = policy_model
         self.tokenizer = tokenizer
         self.samples = tuple(samples)
         self.reward_fn = reward_fn

@@ -1,0 +1,191 @@
+"""The concept-to-text reward: concept coverage times a frozen n-gram fluency.
+
+A CommonGen-style task (Lin et al. 2020) asks for a text that uses every concept of a set
+fluently. Coverage alone is gamed by listing the concepts ("Greta Voss thriller
+soundtrack brilliant"); a fluency term from the policy's own initial LM would reward
+staying where that LM already is. So fluency here comes from a model that no policy
+trains: the set of word n-grams of a fixed corpus (the task's training references), and a
+text's fluency is the fraction of its n-grams, sentence boundaries included, that occur
+in that corpus. Listing concepts, shuffling a reference's words or sampling tokens at
+random yields n-grams the corpus never had; a grammatical review built from the corpus'
+own phrases keeps nearly all of them.
+
+    reward = coverage(completion, concepts) * fluency(completion)
+
+``coverage`` is the fraction of the row's concepts that occur in the completion, each as
+written or inflected (``soundtrack`` / ``soundtracks``, ``horror film`` / ``horror
+films``, ``Greta Voss`` / ``Greta Voss's``), case-insensitive. Only the completion is
+scored: the prompt lists the concepts, and would otherwise give them away.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from lfi_gym.envs.text.rewards import RewardError, _check_rows, _Reward, check_rewards
+from lfi_gym.envs.validation import check_int_at_least
+
+__all__ = [
+    "PROMPT_PREFIX",
+    "ConceptCoverageReward",
+    "NGramFluency",
+    "concept_coverage",
+    "concept_prompt",
+    "concepts_from_prompt",
+    "inflections",
+    "words",
+]
+
+PROMPT_PREFIX = "write a review with: "
+"""A concept prompt is this prefix, the concepts joined by ", ", and a period."""
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[.,!?;:]")
+_BOUNDARY_START, _BOUNDARY_END = "<s>", "</s>"
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word and punctuation tokens (``"Voss's soundtrack."`` -> ``["voss's",
+    "soundtrack", "."]``): the units of both coverage and fluency."""
+    if not isinstance(text, str):
+        raise TypeError(f"expected a str, got {type(text).__name__}")
+    return _WORD.findall(text.lower().replace("\u2019", "'"))
+
+
+def inflections(word: str) -> frozenset[str]:
+    """The forms of ``word`` that count as using it: itself, plural and possessive, past
+    tense and gerund (regular English morphology; the lexicon has no irregular forms)."""
+    forms = {word, word + "s", word + "es", word + "'s", word + "ed", word + "d", word + "ing"}
+    if len(word) > 1 and word.endswith("y"):
+        forms |= {word[:-1] + "ies", word[:-1] + "ied"}
+    if len(word) > 1 and word.endswith("e"):
+        forms.add(word[:-1] + "ing")
+    return frozenset(forms)
+
+
+def _concept_present(tokens: Sequence[str], concept: str) -> bool:
+    """Whether ``concept`` occurs in ``tokens``: every word but the last as written, the
+    last in any of its :func:`inflections`."""
+    parts = words(concept)
+    if not any(part[0].isalnum() for part in parts):
+        raise RewardError(f"concept {concept!r} has no words; concepts are words or names")
+    *head, last = parts
+    forms = inflections(last)
+    k = len(parts)
+    for start in range(len(tokens) - k + 1):
+        if list(tokens[start : start + k - 1]) == head and tokens[start + k - 1] in forms:
+            return True
+    return False
+
+
+def concept_coverage(text: str, concepts: Sequence[str]) -> float:
+    """The fraction of ``concepts`` that ``text`` uses (see :func:`inflections`)."""
+    if isinstance(concepts, str) or not concepts:
+        raise RewardError(
+            f"concepts must be a non-empty list of str, got {concepts!r}; e.g. "
+            '["Greta Voss", "thriller"]'
+        )
+    tokens = words(text)
+    return sum(_concept_present(tokens, concept) for concept in concepts) / len(concepts)
+
+
+def concept_prompt(concepts: Sequence[str]) -> str:
+    """``"write a review with: Greta Voss, thriller."`` for ``["Greta Voss", "thriller"]``."""
+    return PROMPT_PREFIX + ", ".join(concepts) + "."
+
+
+def concepts_from_prompt(prompt: str) -> tuple[str, ...] | None:
+    """The concepts a :func:`concept_prompt` names, or None if ``prompt`` is not one."""
+    text = prompt.strip()
+    if not text.startswith(PROMPT_PREFIX) or not text.endswith("."):
+        return None
+    concepts = tuple(c.strip() for c in text[len(PROMPT_PREFIX) : -1].split(","))
+    return concepts if all(concepts) else None
+
+
+class NGramFluency:
+    """Fluency of a text: the fraction of its word n-grams found in a fixed corpus.
+
+    Each text is padded with ``order - 1`` start symbols and one end symbol, so a text of
+    ``w`` tokens has ``w + 1`` n-grams, and how it starts and ends counts too; an empty
+    text has one n-gram (start, ..., end), which no non-empty corpus text has, so it
+    scores 0. The corpus is read once and frozen.
+    """
+
+    def __init__(self, corpus: Iterable[str], order: int = 3) -> None:
+        self.order = check_int_at_least(order, 1, "NGramFluency: order", error=RewardError)
+        if isinstance(corpus, str):
+            raise RewardError("NGramFluency: corpus must be a list of texts, not one str")
+        self._seen: set[str] = set()
+        self.n_texts = 0
+        for text in corpus:
+            if words(text):  # an empty text would make the empty completion "fluent"
+                self._seen.update(self._ngrams(text))
+                self.n_texts += 1
+        if self.n_texts == 0:
+            raise RewardError(
+                "NGramFluency: the corpus has no words; pass the texts whose phrasing counts "
+                "as fluent (e.g. the task's training references)"
+            )
+
+    def _ngrams(self, text: str) -> list[str]:
+        padded = [_BOUNDARY_START] * (self.order - 1) + words(text) + [_BOUNDARY_END]
+        # One str per n-gram (unit separator between tokens): far smaller than tuples.
+        return [
+            "\x1f".join(padded[i : i + self.order]) for i in range(len(padded) - self.order + 1)
+        ]
+
+    def __call__(self, text: str) -> float:
+        grams = self._ngrams(text)
+        return sum(gram in self._seen for gram in grams) / len(grams)
+
+    def __repr__(self) -> str:
+        return f"NGramFluency(order={self.order}, n_texts={self.n_texts})"
+
+
+class ConceptCoverageReward(_Reward):
+    """``coverage * fluency`` of each completion, in [0, 1] (see the module docstring).
+
+    Reads each row's concepts from the ``concepts`` column the TinyConcepts env passes;
+    for a prompt given to ``make_state`` (no column value), from the prompt itself when it
+    is a concept prompt (``"write a review with: a, b."``).
+    """
+
+    name = "concept-coverage"
+
+    def __init__(self, fluency_corpus: Iterable[str], order: int = 3) -> None:
+        self.fluency = NGramFluency(fluency_corpus, order=order)
+
+    def __call__(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        references: Sequence[Sequence[str]] | None = None,
+        concepts: Sequence[Sequence[str] | None] | None = None,
+        **unused: Any,
+    ) -> list[float]:
+        _check_rows(self.name, prompts, completions, references, need_references=False)
+        if concepts is None:
+            concepts = [None] * len(completions)
+        if isinstance(concepts, str) or len(concepts) != len(completions):
+            raise RewardError(
+                f"{self.name}: concepts must hold one concept list per completion "
+                f"({len(completions)}), got {concepts!r}"
+            )
+        values = []
+        for prompt, completion, row_concepts in zip(prompts, completions, concepts, strict=True):
+            if row_concepts is None:
+                row_concepts = concepts_from_prompt(prompt)
+            if row_concepts is None:
+                raise RewardError(
+                    f"{self.name}: no concepts for the prompt {prompt!r}; pass concepts=[...] "
+                    f"per row, or a prompt of the form {concept_prompt(['a', 'b'])!r}"
+                )
+            values.append(concept_coverage(completion, row_concepts) * self.fluency(completion))
+        return check_rewards(np.asarray(values, dtype=np.float64), len(values), self.name).tolist()
+
+    def __repr__(self) -> str:
+        return f"ConceptCoverageReward(fluency={self.fluency!r})"
