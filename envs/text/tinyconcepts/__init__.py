@@ -20,11 +20,13 @@ from lfi_gym.envs.text.tinyconcepts.grammar import (
     MIN_CONCEPTS,
     MIN_SENTENCES,
     MIN_WORDS,
+    PROMPT_PREFIX,
     REFERENCES,
     ConceptSet,
     concept_kind,
     concept_prompt,
     generate_concept_sets,
+    iter_concept_sets,
     mentions,
 )
 
@@ -58,6 +60,7 @@ __all__ = [
     "MIN_SENTENCES",
     "MIN_WORDS",
     "PROMPT_LENGTH",
+    "PROMPT_PREFIX",
     "REFERENCES",
     "SPLIT_SEEDS",
     "SPLIT_SIZES",
@@ -65,6 +68,7 @@ __all__ = [
     "concept_kind",
     "concept_prompt",
     "generate_concept_sets",
+    "iter_concept_sets",
     "load_split",
     "mentions",
 ]

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
+from lfi_gym.envs.text.concepts import PROMPT_PREFIX, concept_prompt
 from lfi_gym.envs.text.tinyreviews.grammar import (
     ASPECTS,
     FILM_WORDS,
@@ -59,6 +60,24 @@ from lfi_gym.envs.text.tinyreviews.grammar import (
     with_article,
 )
 
+__all__ = [
+    "KINDS",
+    "MAX_CONCEPTS",
+    "MAX_SENTENCES",
+    "MAX_WORDS",
+    "MIN_CONCEPTS",
+    "MIN_SENTENCES",
+    "MIN_WORDS",
+    "PROMPT_PREFIX",
+    "REFERENCES",
+    "ConceptSet",
+    "concept_kind",
+    "concept_prompt",
+    "generate_concept_sets",
+    "iter_concept_sets",
+    "mentions",
+]
+
 #: The kinds of concept, in the order a concept set's values are described here.
 KINDS = ("person", "title", "genre", "aspect", "sentiment")
 MIN_CONCEPTS = 2
@@ -70,7 +89,6 @@ MAX_SENTENCES = 3
 #: Word bounds of a reference: the longest stay under 40 tokens of the shipped tokenizer.
 MIN_WORDS = 8
 MAX_WORDS = 30
-PROMPT_PREFIX = "write a review with: "
 
 # Share of references with two sentences (opening and closing), where a plan can cover the set.
 _TWO_SENTENCES = 0.3
@@ -83,15 +101,18 @@ class ConceptSet(NamedTuple):
     references: tuple[str, ...]
 
 
-def concept_prompt(concepts: Sequence[str]) -> str:
-    """The prompt of a concept set: ``"write a review with: Greta Voss, thriller."``."""
-    return PROMPT_PREFIX + ", ".join(concepts) + "."
-
-
 def mentions(text: str, concept: str) -> bool:
-    """Whether ``concept`` occurs in ``text`` verbatim as whole words ("music" is not in
-    "musical")."""
-    return re.search(rf"(?<!\w){re.escape(concept)}(?!\w)", text) is not None
+    """Whether ``concept`` occurs in ``text`` verbatim as whole words: no letter or digit
+    right before or after it ("music" is not in "musical")."""
+    start = text.find(concept)
+    while start >= 0:
+        end = start + len(concept)
+        if (start == 0 or not text[start - 1].isalnum()) and (
+            end == len(text) or not text[end].isalnum()
+        ):
+            return True
+        start = text.find(concept, start + 1)
+    return False
 
 
 _TITLE = re.compile(
