@@ -41,6 +41,8 @@ from lfi_gym.envs.validation import check_positive_float, check_positive_int
 POLICY_CONFIG = "lfi_policy.json"
 #: The tiny GPT-2 shipped with TextGen-TinyReviews-v0, by a hub-style name that works offline.
 TINYREVIEWS_LM = "lfi-gym/tinyreviews-lm"
+#: The tiny GPT-2 shipped with TextGen-TinyConcepts-v0 (trained on its references alone).
+TINYCONCEPTS_LM = "lfi-gym/tinyconcepts-lm"
 VALUE_HEAD_FILE = "value_head.safetensors"
 
 
@@ -166,6 +168,10 @@ class LMPolicy(torch.nn.Module):
             from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
             name = str(ASSET_DIR)
+        elif name == TINYCONCEPTS_LM:
+            from lfi_gym.envs.text.tinyconcepts import ASSET_DIR as TINYCONCEPTS_DIR
+
+            name = str(TINYCONCEPTS_DIR)
         config = load_pretrained(
             AutoConfig.from_pretrained, name, asset="policy model", argument="name_or_path"
         )

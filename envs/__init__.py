@@ -67,6 +67,7 @@ register_restartable(
 # the family's native batched env (text).
 for _name, _id in (
     ("tinyreviews", "TextGen-TinyReviews-v0"),
+    ("tinyconcepts", "TextGen-TinyConcepts-v0"),
     ("imdb", "TextGen-IMDB-v0"),
     ("commongen", "TextGen-CommonGen-v0"),
 ):

@@ -37,13 +37,20 @@ SOURCE_FOLDERS = {
     "wrappers": "lfi_gym/wrappers",
 }
 
-# Offline assets the envs load from the installed package (TinyReviews' model and
-# tokenizer, Rank-LETOR-v0's sample), as repository folders.
-ASSET_FOLDERS = ("envs/text/assets/tinyreviews", "envs/ranking/assets/letor_sample")
+# Offline assets the envs load from the installed package (TinyReviews' and TinyConcepts'
+# models and tokenizers, Rank-LETOR-v0's sample), as repository folders.
+ASSET_FOLDERS = (
+    "envs/text/assets/tinyreviews",
+    "envs/text/assets/tinyconcepts",
+    "envs/ranking/assets/letor_sample",
+)
 REQUIRED_ASSETS = (
     "lfi_gym/envs/text/assets/tinyreviews/model.safetensors",
     "lfi_gym/envs/text/assets/tinyreviews/config.json",
     "lfi_gym/envs/text/assets/tinyreviews/tokenizer.json",
+    "lfi_gym/envs/text/assets/tinyconcepts/model.safetensors",
+    "lfi_gym/envs/text/assets/tinyconcepts/config.json",
+    "lfi_gym/envs/text/assets/tinyconcepts/tokenizer.json",
     "lfi_gym/envs/ranking/assets/letor_sample/train.txt",
     "lfi_gym/envs/ranking/assets/letor_sample/vali.txt",
     "lfi_gym/envs/ranking/assets/letor_sample/test.txt",

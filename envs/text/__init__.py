@@ -1,11 +1,14 @@
 """Text generation environments (TextGen-*): token-level LM MDPs with exact restarts.
 
-=========================  ======================================================
-``TextGen-TinyReviews-v0``  offline: grammar-made reviews, shipped tiny GPT-2 and
-                            tokenizer, lexicon sentiment reward
-``TextGen-IMDB-v0``         GRUE IMDB: GPT-2 tokenizer, DistilBERT-IMDB reward
-``TextGen-CommonGen-v0``    CommonGen: T5 tokenizer, SPIDER or CIDEr-D reward
-=========================  ======================================================
+==========================  ======================================================
+``TextGen-TinyReviews-v0``   offline: grammar-made reviews, shipped tiny GPT-2 and
+                             tokenizer, lexicon sentiment reward
+``TextGen-TinyConcepts-v0``  offline, CommonGen-shaped: write a review using 2-4
+                             concepts; shipped tiny GPT-2 and tokenizer (trained on
+                             the references only), concept-coverage reward
+``TextGen-IMDB-v0``          GRUE IMDB: GPT-2 tokenizer, DistilBERT-IMDB reward
+``TextGen-CommonGen-v0``     CommonGen: T5 tokenizer, SPIDER or CIDEr-D reward
+==========================  ======================================================
 
 ``gym.make(id, **kwargs)`` returns a :class:`TextGenEnv`; ``gym.make_vec(id, num_envs=n,
 **kwargs)`` the native :class:`TextGenVectorEnv`. The keyword arguments are those of the
@@ -31,6 +34,8 @@ __all__ = [
     "make_commongen_vector",
     "make_imdb",
     "make_imdb_vector",
+    "make_tinyconcepts",
+    "make_tinyconcepts_vector",
     "make_tinyreviews",
     "make_tinyreviews_vector",
 ]
@@ -48,6 +53,20 @@ def make_tinyreviews_vector(
     from lfi_gym.envs.text.sources import tinyreviews_task
 
     return TextGenVectorEnv(tinyreviews_task(**kwargs), num_envs, max_episode_steps)
+
+
+def make_tinyconcepts(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:
+    from lfi_gym.envs.text.sources import tinyconcepts_task
+
+    return TextGenEnv(tinyconcepts_task(**kwargs), render_mode=render_mode)
+
+
+def make_tinyconcepts_vector(
+    num_envs: int = 1, max_episode_steps: int | None = None, **kwargs: Any
+) -> TextGenVectorEnv:
+    from lfi_gym.envs.text.sources import tinyconcepts_task
+
+    return TextGenVectorEnv(tinyconcepts_task(**kwargs), num_envs, max_episode_steps)
 
 
 def make_imdb(render_mode: str | None = None, **kwargs: Any) -> TextGenEnv:

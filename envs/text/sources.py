@@ -3,7 +3,8 @@
 Every asset that comes from a hub (tokenizer, reward model, dataset) is an argument that
 takes a hub name, a local directory (``save_pretrained`` / ``save_to_disk``) or an
 already loaded object. A missing asset fails at once with a message naming it, how to
-point at a local copy, and ``TextGen-TinyReviews-v0``, which runs offline.
+point at a local copy, and ``TextGen-TinyReviews-v0``, which runs offline (as does
+``TextGen-TinyConcepts-v0``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lfi_gym.envs.text.task import TextSample, TextTask, check_split, split_words
+from lfi_gym.envs.text.tinyconcepts import MAX_NEW_TOKENS as _TINYCONCEPTS_MAX_NEW_TOKENS
+from lfi_gym.envs.text.tinyconcepts import PROMPT_LENGTH as _TINYCONCEPTS_PROMPT_LENGTH
 
 TINYREVIEWS_ID = "TextGen-TinyReviews-v0"
+TINYCONCEPTS_ID = "TextGen-TinyConcepts-v0"
 IMDB_ID = "TextGen-IMDB-v0"
 COMMONGEN_ID = "TextGen-CommonGen-v0"
 
@@ -109,6 +113,76 @@ def _tinyreviews_samples(split: str) -> tuple[TextSample, ...]:
         prompt, rest = split_words(review.text)
         samples.append(TextSample(prompt, (rest,), review.label))
     return tuple(samples)
+
+
+# -- TextGen-TinyConcepts-v0 ---------------------------------------------------------------
+
+
+def tinyconcepts_task(
+    *,
+    split: str = "train",
+    tokenizer: Any = None,
+    reward: Reward | None = None,
+    prompt_length: int = _TINYCONCEPTS_PROMPT_LENGTH,
+    max_new_tokens: int = _TINYCONCEPTS_MAX_NEW_TOKENS,
+    min_new_tokens: int = 0,
+) -> TextTask:
+    """The offline concept-to-text task, shaped like CommonGen (Lin et al. 2020): the prompt
+    names 2-4 concepts (``"write a review with: Greta Voss, thriller, brilliant."``), a
+    completion should be a short review that uses every one; each concept set has 4
+    reference reviews. The shipped tokenizer and tiny GPT-2 were trained on the train
+    references alone, so zero-shot they write reviews that ignore the concepts.
+
+    Causal LM, prompt padded left as on TinyReviews; by default every prompt fits in
+    ``prompt_length`` (32 tokens) and every reference plus eos in ``max_new_tokens`` (40).
+    Each row passes its ``concepts`` to the reward. Default reward:
+    :class:`~lfi_gym.envs.text.concepts.ConceptCoverageReward` with the train split's
+    references as its fluency corpus.
+    """
+    from lfi_gym.envs.text.rewards import make_reward
+    from lfi_gym.envs.text.tinyconcepts import ASSET_DIR
+
+    check_split(split, TINYCONCEPTS_ID)
+    if reward is None:
+        from lfi_gym.envs.text.concepts import ConceptCoverageReward
+
+        reward_fn = ConceptCoverageReward(fluency_corpus=_tinyconcepts_fluency_corpus())
+    else:
+        reward_fn = make_reward(reward)
+    return TextTask(
+        name=TINYCONCEPTS_ID,
+        tokenizer=load_tokenizer(
+            ASSET_DIR if tokenizer is None else tokenizer,
+            env_id=TINYCONCEPTS_ID,
+            argument="tokenizer",
+            padding_side="left",
+        ),
+        samples=_tinyconcepts_samples(split),
+        reward_fn=reward_fn,
+        prompt_length=prompt_length,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
+        truncation_side="left",
+        split=split,
+        policy_model="lfi-gym/tinyconcepts-lm",
+    )
+
+
+@functools.cache
+def _tinyconcepts_samples(split: str) -> tuple[TextSample, ...]:
+    from lfi_gym.envs.text.concepts import concept_prompt
+    from lfi_gym.envs.text.tinyconcepts import load_split
+
+    return tuple(
+        TextSample(concept_prompt(s.concepts), s.references, concepts=s.concepts)
+        for s in load_split(split)
+    )
+
+
+@functools.cache
+def _tinyconcepts_fluency_corpus() -> tuple[str, ...]:
+    """Every reference of the train split: the texts the shipped LM was trained on."""
+    return tuple(text for sample in _tinyconcepts_samples("train") for text in sample.references)
 
 
 # -- TextGen-IMDB-v0 -----------------------------------------------------------------------
