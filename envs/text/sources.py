@@ -143,12 +143,7 @@ def tinyconcepts_task(
     from lfi_gym.envs.text.tinyconcepts import ASSET_DIR
 
     check_split(split, TINYCONCEPTS_ID)
-    if reward is None:
-        from lfi_gym.envs.text.concepts import ConceptCoverageReward
-
-        reward_fn = ConceptCoverageReward(fluency_corpus=_tinyconcepts_fluency_corpus())
-    else:
-        reward_fn = make_reward(reward)
+    reward_fn = _tinyconcepts_default_reward() if reward is None else make_reward(reward)
     return TextTask(
         name=TINYCONCEPTS_ID,
         tokenizer=load_tokenizer(
@@ -183,6 +178,15 @@ def _tinyconcepts_samples(split: str) -> tuple[TextSample, ...]:
 def _tinyconcepts_fluency_corpus() -> tuple[str, ...]:
     """Every reference of the train split: the texts the shipped LM was trained on."""
     return tuple(text for sample in _tinyconcepts_samples("train") for text in sample.references)
+
+
+@functools.cache
+def _tinyconcepts_default_reward() -> Any:
+    """ConceptCoverageReward over the train references, built once per process: reading the
+    corpus' trigrams takes most of a second, and the reward is never modified after."""
+    from lfi_gym.envs.text.concepts import ConceptCoverageReward
+
+    return ConceptCoverageReward(fluency_corpus=_tinyconcepts_fluency_corpus())
 
 
 # -- TextGen-IMDB-v0 -----------------------------------------------------------------------
