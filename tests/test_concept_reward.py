@@ -77,6 +77,38 @@ def test_fluency_is_the_fraction_of_seen_trigrams_by_hand() -> None:
     assert fluency("") == 0.0  # (<s>, <s>, </s>) is in no corpus text
 
 
+def test_fluency_pads_each_sentence_and_an_unfinished_one_stays_open() -> None:
+    fluency = NGramFluency(["the plot was great . it was fun ."], order=3)
+    # Two sentences, each padded: 5 + 4 trigrams, all found in the corpus's sentences.
+    assert fluency("It was fun. The plot was great.") == 1.0
+    # "it was fun" without its period: (was fun </s>) was never seen; 3 of 4 found.
+    assert fluency("it was fun") == pytest.approx(3 / 4)
+
+
+def test_word_classes_judge_structure_and_match_phrases_first() -> None:
+    classes = {"greta": "<first>", "ada": "<first>", "camera work": "<aspect>", "plot": "<aspect>"}
+    plain = NGramFluency(["greta liked the plot ."], order=3)
+    classed = NGramFluency(["greta liked the plot ."], order=3, word_classes=classes)
+    # A name and an aspect the corpus never had in these slots.
+    text = "Ada liked the camera work."
+    # plain words: none of its 7 trigrams (<s> <s> ada, ..., work . </s>) is in the corpus
+    assert plain(text) == 0.0
+    assert classed(text) == 1.0  # <first> liked the <aspect> . -- the corpus's structure
+    assert classed("Ada liked the camera.") < 1.0  # "camera" alone is not the phrase
+    # The longest phrase wins: "horror film" is a genre, though "horror" alone is a mood.
+    genres = {"western": "<genre>", "horror film": "<genre>", "horror": "<mood>"}
+    assert NGramFluency(["a western ."], word_classes=genres)("A horror film.") == 1.0
+
+
+def test_fluency_rule_all_is_a_grammar_check() -> None:
+    fluency = NGramFluency(["the plot was great ."], rule="all")
+    assert fluency("The plot was great.") == 1.0
+    assert fluency("The plot was dull.") == 0.0  # 3 of 6 trigrams found: not all
+    assert fluency("") == 0.0
+    with pytest.raises(RewardError, match="rule must be one of 'fraction', 'all'"):
+        NGramFluency(["the plot ."], rule="most")
+
+
 def test_fluency_order_one_counts_known_words() -> None:
     fluency = NGramFluency(["the plot was great"], order=1)
     # unigrams: the, plot, xyz, </s> -> 3 of 4 known

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -350,15 +351,29 @@ def test_the_default_reward_scores_references_high_and_concept_lists_low() -> No
         "references": [list(s.references) for s in samples],
         "concepts": [list(s.concepts) for s in samples],
     }
-    good = task.score(completions=[" " + s.references[1] for s in samples], **rows)
-    listed = task.score(completions=[" " + " ".join(s.concepts) for s in samples], **rows)
-    other = task.score(completions=[" " + samples[i - 1].references[0] for i in range(50)], **rows)
-    # validation references reuse most (not all) of the train references' word trigrams
-    assert good.mean() > 0.9 and good.min() > 0.7
-    # measured: references 0.96 on average, the bare concept lists 0.26 (multi-word titles
-    # and names are fluent trigrams themselves), another set's reference 0.03
-    assert listed.mean() < good.mean() - 0.5
-    assert other.mean() < 0.2  # another set's reference misses this set's concepts
+
+    def mean_reward(completions: list[str]) -> float:
+        return float(task.score(completions=[" " + c for c in completions], **rows).mean())
+
+    rng = random.Random(0)
+    shuffled = []
+    for s in samples:
+        tokens = s.references[1].split()
+        rng.shuffle(tokens)
+        shuffled.append(" ".join(tokens))
+    # A reference of the set passes the grammar check and uses every concept. Measured on
+    # the 500 validation sets (benchmarks/tinyconcepts_task.py): references 1.00; concepts
+    # listed 0.00, listed as the prompt lists them 0.02, listed and then followed by a
+    # fluent review 0.00; word-shuffled references 0.00; another set's reference 0.03.
+    assert mean_reward([s.references[1] for s in samples]) > 0.95
+    assert mean_reward([" ".join(s.concepts) for s in samples]) < 0.1
+    assert mean_reward([", ".join(s.concepts) + "." for s in samples]) < 0.1
+    listed_then_fluent = [
+        " ".join(s.concepts) + ". " + samples[i - 1].references[0] for i, s in enumerate(samples)
+    ]
+    assert mean_reward(listed_then_fluent) < 0.1
+    assert mean_reward(shuffled) < 0.1
+    assert mean_reward([samples[i - 1].references[0] for i in range(50)]) < 0.2
 
 
 def test_the_vector_env_passes_each_rows_concepts_to_the_reward() -> None:
@@ -380,3 +395,21 @@ def test_the_vector_env_passes_each_rows_concepts_to_the_reward() -> None:
 def test_unknown_split_is_refused_by_the_env() -> None:
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         gym.make(ENV_ID, split="dev")
+
+
+def test_the_samples_example_prints_a_table_of_concept_prompts() -> None:
+    """README's sample tables come from examples/text_samples.py (any text env id)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "examples/text_samples.py", "--env", ENV_ID, "--n", "2"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": repo},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| write a review")]
+    assert len(rows) == 2
+    assert all(0.0 <= float(row.rsplit("|", 2)[1]) <= 1.0 for row in rows)
+    assert "Loading weights" not in done.stdout + done.stderr

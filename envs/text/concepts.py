@@ -21,15 +21,16 @@ scored: the prompt lists the concepts, and would otherwise give them away.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from lfi_gym.envs.text.rewards import RewardError, _check_rows, _Reward, check_rewards
-from lfi_gym.envs.validation import check_int_at_least
+from lfi_gym.envs.validation import check_choice, check_int_at_least
 
 __all__ = [
+    "FLUENCY_RULES",
     "PROMPT_PREFIX",
     "ConceptCoverageReward",
     "NGramFluency",
@@ -45,6 +46,7 @@ PROMPT_PREFIX = "write a review with: "
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[.,!?;:]")
 _BOUNDARY_START, _BOUNDARY_END = "<s>", "</s>"
+_SENTENCE_ENDS = frozenset(".!?")
 
 
 def words(text: str) -> list[str]:
@@ -106,19 +108,40 @@ def concepts_from_prompt(prompt: str) -> tuple[str, ...] | None:
     return concepts if all(concepts) else None
 
 
-class NGramFluency:
-    """Fluency of a text: the fraction of its word n-grams found in a fixed corpus.
+FLUENCY_RULES = ("fraction", "all")
 
-    Each text is padded with ``order - 1`` start symbols and one end symbol, so a text of
-    ``w`` tokens has ``w + 1`` n-grams, and how it starts and ends counts too; an empty
-    text has one n-gram (start, ..., end), which no non-empty corpus text has, so it
-    scores 0. The corpus is read once and frozen.
+
+class NGramFluency:
+    """Fluency of a text from the word n-grams of a fixed corpus's sentences.
+
+    ``rule="fraction"``: the fraction of the text's n-grams found in the corpus.
+    ``rule="all"``: 1 if every one of them is found, else 0 (a grammar check: the text
+    uses only phrasing the corpus has). ``word_classes`` maps words or phrases to class
+    symbols before counting (e.g. every first name to ``"<first-name>"``, ``"camera
+    work"`` to ``"<aspect>"``), in the corpus and in the texts alike, so that a grammar's
+    slot fillers combine freely: a held-out sentence is then judged by its structure, not
+    by which name happened to fill which slot.
+
+    Texts are cut into sentences (after ``.``, ``!``, ``?``), each padded with
+    ``order - 1`` start symbols and one end symbol, so a sentence of ``w`` tokens has
+    ``w + 1`` n-grams and how it starts and ends counts too. A text without words scores
+    0. The corpus is read once and frozen.
     """
 
-    def __init__(self, corpus: Iterable[str], order: int = 3) -> None:
+    def __init__(
+        self,
+        corpus: Iterable[str],
+        order: int = 3,
+        *,
+        word_classes: Mapping[str, str] | None = None,
+        rule: str = "fraction",
+    ) -> None:
         self.order = check_int_at_least(order, 1, "NGramFluency: order", error=RewardError)
+        self.rule = check_choice(rule, FLUENCY_RULES, "NGramFluency: rule", error=RewardError)
         if isinstance(corpus, str):
             raise RewardError("NGramFluency: corpus must be a list of texts, not one str")
+        self.word_classes = {" ".join(words(k)): v for k, v in (word_classes or {}).items()}
+        self._longest = max((len(k.split()) for k in self.word_classes), default=1)
         self._seen: set[str] = set()
         self.n_texts = 0
         for text in corpus:
@@ -132,18 +155,55 @@ class NGramFluency:
             )
 
     def _ngrams(self, text: str) -> list[str]:
-        padded = [_BOUNDARY_START] * (self.order - 1) + words(text) + [_BOUNDARY_END]
-        # One str per n-gram (unit separator between tokens): far smaller than tuples.
-        return [
-            "\x1f".join(padded[i : i + self.order]) for i in range(len(padded) - self.order + 1)
-        ]
+        grams = []
+        for sentence in self._sentences(text):
+            padded = [_BOUNDARY_START] * (self.order - 1) + sentence + [_BOUNDARY_END]
+            # One str per n-gram (unit separator between tokens): far smaller than tuples.
+            grams += [
+                "\x1f".join(padded[i : i + self.order]) for i in range(len(padded) - self.order + 1)
+            ]
+        return grams
+
+    def _sentences(self, text: str) -> list[list[str]]:
+        """The text's tokens, slot fillers replaced by their classes (longest phrase
+        first), cut after each ``.``, ``!`` and ``?``; a last sentence without one keeps
+        its end unpunctuated, so an unfinished text does not look finished."""
+        tokens = words(text)
+        classed: list[str] = []
+        i = 0
+        while i < len(tokens):
+            for length in range(min(self._longest, len(tokens) - i), 0, -1):
+                symbol = self.word_classes.get(" ".join(tokens[i : i + length]))
+                if symbol is not None:
+                    classed.append(symbol)
+                    i += length
+                    break
+            else:
+                classed.append(tokens[i])
+                i += 1
+        sentences, current = [], []
+        for token in classed:
+            current.append(token)
+            if token in _SENTENCE_ENDS:
+                sentences.append(current)
+                current = []
+        if current:
+            sentences.append(current)
+        return sentences
 
     def __call__(self, text: str) -> float:
-        grams = self._ngrams(text)
-        return sum(gram in self._seen for gram in grams) / len(grams)
+        found = [gram in self._seen for gram in self._ngrams(text)]
+        if not found:  # no words: nothing fluent was written
+            return 0.0
+        if self.rule == "all":
+            return float(all(found))
+        return sum(found) / len(found)
 
     def __repr__(self) -> str:
-        return f"NGramFluency(order={self.order}, n_texts={self.n_texts})"
+        return (
+            f"NGramFluency(order={self.order}, rule={self.rule!r}, "
+            f"word_classes={len(self.word_classes)}, n_texts={self.n_texts})"
+        )
 
 
 class ConceptCoverageReward(_Reward):
@@ -156,8 +216,17 @@ class ConceptCoverageReward(_Reward):
 
     name = "concept-coverage"
 
-    def __init__(self, fluency_corpus: Iterable[str], order: int = 3) -> None:
-        self.fluency = NGramFluency(fluency_corpus, order=order)
+    def __init__(
+        self,
+        fluency_corpus: Iterable[str],
+        order: int = 3,
+        *,
+        word_classes: Mapping[str, str] | None = None,
+        fluency_rule: str = "fraction",
+    ) -> None:
+        self.fluency = NGramFluency(
+            fluency_corpus, order=order, word_classes=word_classes, rule=fluency_rule
+        )
 
     def __call__(
         self,

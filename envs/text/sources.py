@@ -136,8 +136,9 @@ def tinyconcepts_task(
     Causal LM, prompt padded left as on TinyReviews; by default every prompt fits in
     ``prompt_length`` (32 tokens) and every reference plus eos in ``max_new_tokens`` (40).
     Each row passes its ``concepts`` to the reward. Default reward:
-    :class:`~lfi_gym.envs.text.concepts.ConceptCoverageReward` with the train split's
-    references as its fluency corpus.
+    :class:`~lfi_gym.envs.text.concepts.ConceptCoverageReward`: the fraction of the
+    concepts used, times 1 if the completion passes a grammar check against the train
+    references (every word-class trigram found there), else 0.
     """
     from lfi_gym.envs.text.rewards import make_reward
     from lfi_gym.envs.text.tinyconcepts import ASSET_DIR
@@ -183,10 +184,23 @@ def _tinyconcepts_fluency_corpus() -> tuple[str, ...]:
 @functools.cache
 def _tinyconcepts_default_reward() -> Any:
     """ConceptCoverageReward over the train references, built once per process: reading the
-    corpus' trigrams takes most of a second, and the reward is never modified after."""
-    from lfi_gym.envs.text.concepts import ConceptCoverageReward
+    corpus' trigrams takes most of a second, and the reward is never modified after.
 
-    return ConceptCoverageReward(fluency_corpus=_tinyconcepts_fluency_corpus())
+    Fluency is a grammar check: 1 if every word-class trigram of the completion occurs in
+    the train references, else 0. Measured on the validation split, all 500 first references
+    pass, as do 77% of the zero-shot LM's completions, and no shuffled reference or list of
+    the concepts followed by a fluent review does (``benchmarks/tinyconcepts_task.py``).
+    The fraction of plain word trigrams found, tried first, gave a bare list of the
+    concepts 0.24-0.47 and a list followed by a fluent review 0.81, against 0.96 for the
+    references: a policy could have learnt to copy the prompt."""
+    from lfi_gym.envs.text.concepts import ConceptCoverageReward
+    from lfi_gym.envs.text.tinyconcepts import WORD_CLASSES
+
+    return ConceptCoverageReward(
+        fluency_corpus=_tinyconcepts_fluency_corpus(),
+        word_classes=WORD_CLASSES,
+        fluency_rule="all",
+    )
 
 
 # -- TextGen-IMDB-v0 -----------------------------------------------------------------------

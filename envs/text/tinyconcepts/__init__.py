@@ -39,6 +39,34 @@ ASSET_DIR: pathlib.Path = pathlib.Path(__file__).resolve().parent.parent / "asse
 PROMPT_LENGTH = 32
 MAX_NEW_TOKENS = 40
 
+
+def _word_classes() -> dict[str, str]:
+    """Each slot filler of the lexicon (a word or a phrase such as "camera work") -> its
+    class symbol; a filler in two lists keeps the first list's class."""
+    from lfi_gym.envs.text.tinyreviews import grammar as lexicon
+
+    classes: dict[str, str] = {}
+    for symbol, fillers in (
+        ("<first-name>", lexicon.FIRST_NAMES),
+        ("<last-name>", lexicon.LAST_NAMES),
+        ("<title-adjective>", lexicon.TITLE_ADJECTIVES),
+        ("<title-noun>", lexicon.TITLE_NOUNS),
+        ("<positive>", lexicon.POSITIVE_ADJECTIVES),
+        ("<negative>", lexicon.NEGATIVE_ADJECTIVES),
+        ("<role>", lexicon.ROLES),
+        ("<aspect>", lexicon.ASPECTS),
+        ("<genre>", lexicon.GENRES),
+    ):
+        for filler in fillers:
+            classes.setdefault(filler.lower(), symbol)
+    return classes
+
+
+#: The reward's fluency check reads texts through these classes, so that a sentence is
+#: judged by its structure, not by which name or adjective filled a slot (see
+#: :class:`~lfi_gym.envs.text.concepts.NGramFluency`).
+WORD_CLASSES: dict[str, str] = _word_classes()
+
 SPLIT_SIZES: dict[str, int] = {"train": 5_000, "validation": 500, "test": 500}
 SPLIT_SEEDS: dict[str, int] = {"train": 21_000, "validation": 22_000, "test": 23_000}
 # Each split skips the concept sets of the splits before it, so no validation or test set
@@ -64,6 +92,7 @@ __all__ = [
     "REFERENCES",
     "SPLIT_SEEDS",
     "SPLIT_SIZES",
+    "WORD_CLASSES",
     "ConceptSet",
     "concept_kind",
     "concept_prompt",
