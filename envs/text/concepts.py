@@ -4,11 +4,11 @@ A CommonGen-style task (Lin et al. 2020) asks for a text that uses every concept
 fluently. Coverage alone is gamed by listing the concepts ("Greta Voss thriller
 soundtrack brilliant"); a fluency term from the policy's own initial LM would reward
 staying where that LM already is. So fluency here comes from a model that no policy
-trains: the set of word n-grams of a fixed corpus (the task's training references), and a
-text's fluency is the fraction of its n-grams, sentence boundaries included, that occur
-in that corpus. Listing concepts, shuffling a reference's words or sampling tokens at
-random yields n-grams the corpus never had; a grammatical review built from the corpus'
-own phrases keeps nearly all of them.
+trains: the set of word n-grams of a fixed corpus's sentences (the task's training
+references), against which a text is judged by the fraction of its n-grams found there
+or, as a grammar check, by whether all of them are (:class:`NGramFluency`). Listing
+concepts, shuffling a reference's words or sampling tokens at random yields n-grams the
+corpus never had; a grammatical review built from the corpus' own phrases has none.
 
     reward = coverage(completion, concepts) * fluency(completion)
 
