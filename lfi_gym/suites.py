@@ -201,10 +201,25 @@ CARTPOLE = SuiteEntry(
     agent_kwargs={"dagger": {"steps_per_round": 50}},
 )
 
+
 # Text: GRUE's IMDB protocol on the offline TinyReviews env. The shipped tiny GPT-2 is the
 # zero-shot baseline; BC is supervised fine-tuning on positive reviews' continuations (the
 # reference oracle writes them) of the train split, so it should raise the sentiment reward.
 # Evaluated on validation prompts, sampled (top-k 50) as language models are used.
+def _text_rl(agents: Sequence[str], total_timesteps: int) -> dict[str, dict[str, Any]]:
+    """Settings of RL agents on a text env: the LMPolicy from the task's LM, trained on
+    train prompts with the CPU preset of ``agents.ppo.TINYREVIEWS``."""
+    return {
+        name: {
+            "policy": "LMPolicy",
+            "total_timesteps": total_timesteps,
+            "env_kwargs": {"split": "train"},
+            **PPO_TINYREVIEWS,
+        }
+        for name in agents
+    }
+
+
 TINYREVIEWS = SuiteEntry(
     env_id="TextGen-TinyReviews-v0",
     agents=("zero-shot", "bc", "ppo", "ppo++", "aggrevated"),
@@ -217,15 +232,7 @@ TINYREVIEWS = SuiteEntry(
         "bc": {"policy": "LMPolicy", "batch_size": 32},
         # RL from the shipped LM on train prompts, 10k tokens each (the CPU preset of
         # agents.ppo.TINYREVIEWS); PPO++ and AggreVaTeD are guided by the BC model.
-        **{
-            name: {
-                "policy": "LMPolicy",
-                "total_timesteps": 10_000,
-                "env_kwargs": {"split": "train"},
-                **PPO_TINYREVIEWS,
-            }
-            for name in ("ppo", "ppo++", "aggrevated")
-        },
+        **_text_rl(("ppo", "ppo++", "aggrevated"), total_timesteps=10_000),
     },
     env_kwargs={"split": "validation"},
     demo_env_kwargs={"split": "train", "labels": [1]},
@@ -254,15 +261,7 @@ TINYCONCEPTS = SuiteEntry(
     agent_kwargs={
         "zero-shot": {"policy": "LMPolicy"},
         "bc": {"policy": "LMPolicy", "batch_size": 32},
-        **{
-            name: {
-                "policy": "LMPolicy",
-                "total_timesteps": 6_000,
-                "env_kwargs": {"split": "train"},
-                **PPO_TINYREVIEWS,
-            }
-            for name in ("ppo", "ppo++")
-        },
+        **_text_rl(("ppo", "ppo++"), total_timesteps=6_000),
     },
     env_kwargs={"split": "validation"},
     demo_env_kwargs={"split": "train"},
