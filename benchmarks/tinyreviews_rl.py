@@ -120,7 +120,12 @@ def mean_and_ci(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def evaluate(
-    env_id: str, policy, episodes: int, seed: int, rows: int = 32, concept_sets=None
+    env_id: str,
+    policy: Any,
+    episodes: int,
+    seed: int,
+    rows: int = 32,
+    concept_sets: ConceptSets | None = None,
 ) -> dict[str, float]:
     """Sampled continuations of validation prompts: mean reward and distinct-2 (and, given
     ``concept_sets``, the concept metrics of :meth:`ConceptSets.metrics`)."""
@@ -159,7 +164,7 @@ def fluency_texts(env_id: str) -> list[str]:
     return [s.references[0] for s in load_split("validation")]
 
 
-def fluency_perplexity(env_id: str, policy, texts: list[str]) -> float:
+def fluency_perplexity(env_id: str, policy: Any, texts: list[str]) -> float:
     tokenizer = gym.make(env_id).unwrapped.task.tokenizer
     return perplexity(policy.model, tokenizer, texts, device=policy.device)
 
