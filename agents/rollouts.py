@@ -250,6 +250,9 @@ def per_row(policy: Any, env: gym.vector.VectorEnv) -> Any:
     env's hidden state, so it can only label that env's current situation)."""
     if not getattr(policy, "privileged", False):
         return policy
+    make_row_experts = getattr(getattr(env, "unwrapped", env), "make_row_experts", None)
+    if make_row_experts is not None:  # a native batched env (text): one oracle per row
+        return make_row_experts()
     rows = getattr(env, "envs", None)
     if rows is None:
         raise ValueError(

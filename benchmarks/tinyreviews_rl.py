@@ -10,8 +10,8 @@ of its continuations, and wall time.
 * ``TextGen-TinyReviews-v0`` (default): BC on positive train reviews; perplexity on the
   first 200 validation reviews.
 * ``TextGen-TinyConcepts-v0``: BC on the reference oracle's completions of train prompts;
-  perplexity on the first reference of every validation concept set (as TinyReviews, the
-  whole text, not a continuation of its prompt); also concept coverage, the rate of
+  perplexity on the first reference of every validation concept set, scored as the
+  continuation of its prompt (the env's layout); also concept coverage, the rate of
   completions that use every concept, and CIDEr-D against each set's references (document
   frequencies from the validation split's reference sets).
 
@@ -153,20 +153,24 @@ def evaluate(
     return row
 
 
-def fluency_texts(env_id: str) -> list[str]:
-    """Validation references the policy's fluency perplexity is measured on."""
+def fluency_texts(env_id: str) -> tuple[list[str], list[str] | None]:
+    """Validation references the policy's fluency perplexity is measured on, and on
+    TinyConcepts their prompts (each reference is scored as its prompt's continuation)."""
     if env_id == TINYREVIEWS_ID:
         from lfi_gym.envs.text.tinyreviews import load_split
 
-        return [r.text for r in load_split("validation")[:200]]
-    from lfi_gym.envs.text.tinyconcepts import load_split
+        return [r.text for r in load_split("validation")[:200]], None
+    samples = gym.make(env_id, split="validation").unwrapped.task.samples
+    # As the env writes it: a causal LM's continuation starts with a space.
+    return [" " + s.references[0] for s in samples], [s.prompt for s in samples]
 
-    return [s.references[0] for s in load_split("validation")]
 
-
-def fluency_perplexity(env_id: str, policy: Any, texts: list[str]) -> float:
+def fluency_perplexity(
+    env_id: str, policy: Any, texts: tuple[list[str], list[str] | None]
+) -> float:
     tokenizer = gym.make(env_id).unwrapped.task.tokenizer
-    return perplexity(policy.model, tokenizer, texts, device=policy.device)
+    references, prompts = texts
+    return perplexity(policy.model, tokenizer, references, prompts=prompts, device=policy.device)
 
 
 def train_guide(env_id: str, seed: int, labels: int, epochs: int) -> agents.BC:
@@ -180,29 +184,12 @@ def train_guide(env_id: str, seed: int, labels: int, epochs: int) -> agents.BC:
     return bc.learn(epochs * len(demos))
 
 
-def guided_setup(
-    name: str, env_id: str, bc_guide: agents.LMPolicy, weak_guide: agents.LMPolicy | None
-) -> tuple[Any, Any, dict[str, Any]]:
-    """A guided agent's training env, learner and keyword arguments (``guide``: the BC
-    policy, the weak BC policy, or the env's reference oracle).
-
-    The oracle is privileged (it reads its env's references), so the guided agents give each
-    row of their vector env an oracle of its own, which needs rows that are envs: an SB3
-    ``DummyVecEnv`` of ``n_envs`` single envs, which the agents step as a
-    ``RestartableSyncVectorEnv`` (the default text vector env keeps its rows in arrays).
-    ``"LMPolicy"`` cannot find the env's LM through a ``DummyVecEnv``, so the learner is
-    loaded here, as ``"LMPolicy"`` would (the env's LM; the agent adds the value head), and
-    the restart horizon, which the agents cannot read through it either, is given."""
-    if name != "oracle":
-        guide = weak_guide if name == "bc-weak" else bc_guide
-        return gym.make(env_id), "LMPolicy", {"guide": guide}
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    rows = DummyVecEnv([lambda: gym.make(env_id)] * TINYREVIEWS["n_envs"])
-    row = rows.envs[0]
-    task = row.unwrapped.task
-    learner = agents.LMPolicy.from_pretrained(task.policy_model, env=row)
-    return rows, learner, {"guide": envs.make_expert(row), "restart_horizon": task.max_new_tokens}
+def guide_of(name: str, env_id: str, bc_guide: Any, weak_guide: Any) -> Any:
+    """The guided agents' guide: the BC policy, the weak BC policy, or the env's reference
+    oracle (a guided agent gives each row of its vector env an oracle of its own)."""
+    if name == "oracle":
+        return envs.make_expert(gym.make(env_id))
+    return weak_guide if name == "bc-weak" else bc_guide
 
 
 def main() -> None:
@@ -224,16 +211,23 @@ def main() -> None:
     parser.add_argument("--agents", nargs="+", default=list(RL_AGENTS), choices=list(RL_AGENTS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="default: runs/tinyreviews_rl or runs/tinyconcepts_rl")
-    parser.add_argument("--replot", help="only redraw the table and plot from a results.json")
+    parser.add_argument(
+        "--replot",
+        nargs="+",
+        help="only redraw the table and plot from results.json files (runs of other seeds "
+        "merged: each agent's rows in seed order)",
+    )
     args = parser.parse_args()
     env_id = args.env
     if args.out is None:
         args.out = "runs/" + env_id.split("-")[1].lower() + "_rl"
     if args.replot:
-        results = json.loads(Path(args.replot).read_text())
+        results = merge_results([json.loads(Path(path).read_text()) for path in args.replot])
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
         print_table(results)
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        plot(results, Path(args.out) / "reward_vs_tokens.png")
+        plot(results, out / "reward_vs_tokens.png")
         return
     if args.guide == "bc-weak" and args.bc_labels // 10 < 1:
         parser.error("--guide bc-weak trains on --bc-labels // 10 labels: give --bc-labels >= 10")
@@ -266,21 +260,21 @@ def main() -> None:
         model_env = gym.make(env_id)  # every RL agent starts from the env's own LM
         base = agents.LMPolicy.from_pretrained(model_env.unwrapped.task.policy_model, env=model_env)
         record("zero-shot", seed, base, 0.0, [])
-        started = time.perf_counter()
-        guide = train_guide(env_id, seed, args.bc_labels, args.bc_epochs).policy
-        record("BC", seed, guide, time.perf_counter() - started, [], labels=args.bc_labels)
-        weak_guide = None
-        if args.guide == "bc-weak":
+        # The BC row is the guided agents' guide: trained only for the guide in use
+        # (``--guide bc-weak`` and ``oracle`` runs compare against a ``--guide bc`` run).
+        guide = weak_guide = None
+        if args.guide in ("bc", "bc-weak"):
+            weak = args.guide == "bc-weak"
+            labels = args.bc_labels // 10 if weak else args.bc_labels
             started = time.perf_counter()
-            labels = args.bc_labels // 10
-            weak_guide = train_guide(env_id, seed, labels, args.bc_epochs).policy
-            record("BC-weak", seed, weak_guide, time.perf_counter() - started, [], labels=labels)
+            policy = train_guide(env_id, seed, labels, args.bc_epochs).policy
+            seconds = time.perf_counter() - started
+            record("BC-weak" if weak else "BC", seed, policy, seconds, [], labels=labels)
+            guide, weak_guide = (None, policy) if weak else (policy, None)
         for name in args.agents:
             guided = RL_AGENTS[name] is not PPO
-            env, learner, kwargs = gym.make(env_id), "LMPolicy", {}
-            if guided:
-                env, learner, kwargs = guided_setup(args.guide, env_id, guide, weak_guide)
-            agent = RL_AGENTS[name](env, learner, seed=seed, **TINYREVIEWS, **kwargs)
+            kwargs = {"guide": guide_of(args.guide, env_id, guide, weak_guide)} if guided else {}
+            agent = RL_AGENTS[name](gym.make(env_id), "LMPolicy", seed=seed, **TINYREVIEWS, **kwargs)
             curve, elapsed = [], 0.0
             while agent.num_timesteps < args.tokens:
                 torch.manual_seed(20_000 + seed)
@@ -295,6 +289,21 @@ def main() -> None:
 
     print_table(results)
     plot(results, out / "reward_vs_tokens.png")
+
+
+def merge_results(runs: Sequence[dict[str, list[dict]]]) -> dict[str, list[dict]]:
+    """Runs of the same settings on other seeds as one results dict (agents in first-seen
+    order, each agent's rows by seed); a seed given twice for an agent is an error."""
+    merged: dict[str, list[dict]] = {}
+    for run in runs:
+        for name, rows in run.items():
+            merged.setdefault(name, []).extend(rows)
+    for name, rows in merged.items():
+        seeds = [r["seed"] for r in rows]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{name}: seed given in more than one results file: {sorted(seeds)}")
+        rows.sort(key=lambda r: r["seed"])
+    return merged
 
 
 def print_table(results: dict[str, list[dict]]) -> None:

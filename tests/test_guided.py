@@ -18,7 +18,7 @@ from lfi_gym import envs
 from lfi_gym.agents import LMPolicy
 from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
 from lfi_gym.agents.ppo import PPO, RolloutError, _Batch
-from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, run_wave
+from lfi_gym.agents.rollouts import GUIDE, LEARNER, EpisodePlan, per_row, run_wave
 from lfi_gym.envs.text.tinyreviews import ASSET_DIR
 
 TEXT = "TextGen-TinyReviews-v0"
@@ -481,3 +481,55 @@ def test_the_adaptive_kl_coefficient_moves_towards_its_target():
     assert adaptive.coef == pytest.approx(0.1 * (1 + 0.2 * 0.1))
     adaptive.update(0.25, 1000)  # too close: penalise less
     assert adaptive.coef < 0.1 * (1 + 0.2 * 0.1)
+
+
+# -- the reference oracle as a guide on the native text vector env ------------------------
+
+
+def test_the_reference_oracle_guides_each_row_of_the_native_text_vector_env():
+    vec = gym.make_vec(TEXT, num_envs=3)
+    oracle = envs.make_expert(gym.make(TEXT))
+    guides = per_row(oracle, vec)
+    assert [g.row for g in guides] == [0, 1, 2]
+    assert all(g.env is vec for g in guides)
+
+    class Recorder:
+        observation_space = vec.single_observation_space
+        action_space = vec.single_action_space
+
+        def predict(self, observation, state=None, episode_start=None, deterministic=False):
+            return np.full(len(observation["input_ids"]), 5), None
+
+    plans = [EpisodePlan(GUIDE, LEARNER, h) for h in (0, 3, 6)]
+    wave = run_wave(vec, {GUIDE: guides, LEARNER: Recorder()}, plans, seeds=[1, 2, 3])
+    assert [s.start for s in wave.segments] == [0, 3, 6]
+    single = gym.make(TEXT)
+    task = single.unwrapped.task
+    for segment, seed in zip(wave.segments, (1, 2, 3), strict=True):
+        obs, _ = single.reset(seed=seed)
+        reference = task.reference_ids(int(single.unwrapped._rows.sample_index[0]))
+        # the learner starts where the guide left the row: its reference's first h tokens
+        start = segment.observations[0]["input_ids"]
+        written = start[task.prompt_length : task.prompt_length + segment.start]
+        assert list(written) == list(reference[: segment.start])
+        np.testing.assert_array_equal(start[: task.prompt_length], obs["input_ids"][: task.prompt_length])
+        assert [int(a) for a in segment.actions] == [5] * len(segment.actions)
+
+
+def test_ppo_plus_plus_takes_the_reference_oracle_as_guide_on_the_native_vector_env():
+    env = gym.make(TEXT)
+    agent = PPOPlusPlus(
+        env, "LMPolicy", guide=envs.make_expert(env), beta=1.0, seed=0, device="cpu", **SMALL
+    )
+    seen = _capture_waves(agent)
+    agent.learn(64)
+    assert type(agent.vector_env.unwrapped).__name__ == "TextGenVectorEnv"
+    # beta 1: every episode rolls in with the oracle, so some learner segments start late
+    assert any(s.start > 0 for waves in seen for wave in waves for s in wave.segments)
+
+
+def test_a_reference_oracle_row_outside_the_vector_env_is_refused():
+    from lfi_gym.envs.text.oracles import ReferenceOracle
+
+    with pytest.raises(ValueError, match=r"row must be in \[0, 2\)"):
+        ReferenceOracle(gym.make_vec(TEXT, num_envs=2), row=2)

@@ -495,3 +495,28 @@ def test_perplexity_sliding_window_on_long_text(gpt2_dir: Path) -> None:
         perplexity(model, tokenizer, [text], stride=0)
     with pytest.raises(ValueError, match="nothing to predict"):
         perplexity(model, tokenizer, ["great"])
+
+
+def test_perplexity_of_continuations_scores_only_the_text_after_its_prompt(gpt2_dir: Path) -> None:
+    model, tokenizer = _load_gpt2(gpt2_dir)
+    prompts, texts = ["the story is", "i loved"], [" long and slow", " the music"]
+    total, count = 0.0, 0
+    for prompt, text in zip(prompts, texts, strict=True):
+        context = tokenizer(prompt)["input_ids"]
+        continuation = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([context + continuation])
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(ids).logits[0, :-1], dim=-1)
+        nll = -log_probs.gather(-1, ids[0, 1:, None])[:, 0]
+        total += nll[-len(continuation) :].sum().item()  # every text token, the first included
+        count += len(continuation)
+    expected = math.exp(total / count)
+    got = perplexity(model, tokenizer, texts, prompts=prompts, batch_size=2)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert perplexity(model, tokenizer, texts, prompts=prompts, batch_size=1) == pytest.approx(
+        expected, rel=1e-5
+    )
+    with pytest.raises(ValueError, match="one str per text"):
+        perplexity(model, tokenizer, texts, prompts=prompts[:1])
+    with pytest.raises(ValueError, match="more than the context of 16"):
+        perplexity(model, tokenizer, [" ".join(CORPUS[:3])], prompts=["the story is"])

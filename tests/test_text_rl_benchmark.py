@@ -51,3 +51,13 @@ def test_mean_and_ci_brackets_the_mean_and_collapses_on_one_seed(bench):
     # The bootstrap means of three values lie between the smallest and the largest.
     assert 0.1 <= low < mean < high <= 0.6
     assert bench.mean_and_ci([0.4]) == pytest.approx((0.4, 0.4, 0.4))
+
+
+def test_runs_of_other_seeds_merge_in_seed_order_and_a_repeated_seed_is_refused(bench):
+    first = {"zero-shot": [{"seed": 3, "reward": 0.1}], "PPO": [{"seed": 3, "reward": 0.5}]}
+    second = {"zero-shot": [{"seed": 0, "reward": 0.2}], "BC": [{"seed": 0, "reward": 0.3}]}
+    merged = bench.merge_results([first, second])
+    assert list(merged) == ["zero-shot", "PPO", "BC"]
+    assert [r["seed"] for r in merged["zero-shot"]] == [0, 3]
+    with pytest.raises(ValueError, match="zero-shot: seed given in more than one"):
+        bench.merge_results([first, first])

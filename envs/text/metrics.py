@@ -85,8 +85,16 @@ def perplexity(
     max_length: int | None = None,
     batch_size: int = 8,
     device: Any = None,
+    prompts: Sequence[str] | None = None,
 ) -> float:
     """Token-weighted perplexity of a causal LM on ``texts``: exp(total NLL / tokens).
+
+    With ``prompts``, ``texts[i]`` is scored as the continuation of ``prompts[i]``: the
+    prompt's tokens (special tokens added as the tokenizer does) are context, and every
+    token of the text (encoded without special tokens, so start it with the space that
+    separates it from the prompt) is scored, its first one included. Prompt and text
+    must fit the context together. This is how a conditional task's references should be
+    scored: a policy that learned to follow the prompt is not charged for the prompt.
 
     A text longer than the context (``max_length``, default the model's) is scored with
     Hugging Face's sliding-window method for fixed-length models: windows of
@@ -112,12 +120,30 @@ def perplexity(
         device = next(model.parameters()).device
     device = torch.device(device)
 
+    if prompts is not None and (isinstance(prompts, str) or len(prompts) != len(texts)):
+        raise ValueError(
+            f"prompts must be a list of one str per text; got {prompts!r:.60} for "
+            f"{len(texts)} texts"
+        )
     windows: list[tuple[list[int], int]] = []
-    for text in texts:
+    for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts must hold str, got {type(text).__name__}")
-        ids = list(tokenizer(text)["input_ids"])
-        windows.extend(_windows(ids, max_length, stride))
+        if prompts is None:
+            ids = list(tokenizer(text)["input_ids"])
+            windows.extend(_windows(ids, max_length, stride))
+            continue
+        context = list(tokenizer(prompts[i])["input_ids"])
+        continuation = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if len(context) + len(continuation) > max_length:
+            raise ValueError(
+                f"prompt {i} and its text are {len(context) + len(continuation)} tokens, "
+                f"more than the context of {max_length}; shorten them or pass max_length"
+            )
+        if not context:  # nothing to condition the first token on: it is not scored
+            windows.extend(_windows(continuation, max_length, stride))
+        elif continuation:
+            windows.append((context + continuation, len(continuation)))
     if not windows:
         raise ValueError("no text has two or more tokens, so there is nothing to predict")
     # Similar lengths together: less padding per batch. The sum does not depend on order.

@@ -151,6 +151,13 @@ class TextGenVectorEnv(VectorEnv):
 
     # -- restart contract -----------------------------------------------------------------
 
+    def make_row_experts(self) -> list[Any]:
+        """The reference oracle of each row (``ReferenceOracle(self, row=r)``): what a
+        guided agent rolls in or out with when its guide is this task's oracle."""
+        from lfi_gym.envs.text.oracles import ReferenceOracle
+
+        return [ReferenceOracle(self, row=r) for r in range(self.num_envs)]
+
     def get_state(self) -> VectorState:
         """Snapshot of every row and of the pending autoresets."""
         if not self._has_reset:
