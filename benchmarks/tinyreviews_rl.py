@@ -274,7 +274,9 @@ def main() -> None:
         for name in args.agents:
             guided = RL_AGENTS[name] is not PPO
             kwargs = {"guide": guide_of(args.guide, env_id, guide, weak_guide)} if guided else {}
-            agent = RL_AGENTS[name](gym.make(env_id), "LMPolicy", seed=seed, **TINYREVIEWS, **kwargs)
+            agent = RL_AGENTS[name](
+                gym.make(env_id), "LMPolicy", seed=seed, **TINYREVIEWS, **kwargs
+            )
             curve, elapsed = [], 0.0
             while agent.num_timesteps < args.tokens:
                 torch.manual_seed(20_000 + seed)

@@ -512,7 +512,9 @@ def test_the_reference_oracle_guides_each_row_of_the_native_text_vector_env():
         start = segment.observations[0]["input_ids"]
         written = start[task.prompt_length : task.prompt_length + segment.start]
         assert list(written) == list(reference[: segment.start])
-        np.testing.assert_array_equal(start[: task.prompt_length], obs["input_ids"][: task.prompt_length])
+        np.testing.assert_array_equal(
+            start[: task.prompt_length], obs["input_ids"][: task.prompt_length]
+        )
         assert [int(a) for a in segment.actions] == [5] * len(segment.actions)
 
 
