@@ -294,18 +294,25 @@ def main() -> None:
 
 
 def merge_results(runs: Sequence[dict[str, list[dict]]]) -> dict[str, list[dict]]:
-    """Runs of the same settings on other seeds as one results dict (agents in first-seen
-    order, each agent's rows by seed); a seed given twice for an agent is an error."""
-    merged: dict[str, list[dict]] = {}
+    """Runs on other seeds or with other guides as one results dict: agents in first-seen
+    order, each agent's rows by seed. A guided agent's rows with a guide other than BC
+    become their own agent, ``"PPO++ (oracle guide)"``; a row given twice with the same
+    values (the zero-shot row every run records) is kept once; the same agent and seed
+    with other values is an error."""
+    merged: dict[str, dict[int, dict]] = {}
     for run in runs:
         for name, rows in run.items():
-            merged.setdefault(name, []).extend(rows)
-    for name, rows in merged.items():
-        seeds = [r["seed"] for r in rows]
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"{name}: seed given in more than one results file: {sorted(seeds)}")
-        rows.sort(key=lambda r: r["seed"])
-    return merged
+            for row in rows:
+                guide = row.get("guide", "bc")
+                label = name if guide == "bc" else f"{name} ({guide} guide)"
+                seen = merged.setdefault(label, {})
+                if row["seed"] in seen and seen[row["seed"]] != row:
+                    raise ValueError(
+                        f"{label}: seed {row['seed']} is in more than one results file "
+                        "with other values"
+                    )
+                seen[row["seed"]] = row
+    return {label: [rows[s] for s in sorted(rows)] for label, rows in merged.items()}
 
 
 def print_table(results: dict[str, list[dict]]) -> None:

@@ -53,11 +53,22 @@ def test_mean_and_ci_brackets_the_mean_and_collapses_on_one_seed(bench):
     assert bench.mean_and_ci([0.4]) == pytest.approx((0.4, 0.4, 0.4))
 
 
-def test_runs_of_other_seeds_merge_in_seed_order_and_a_repeated_seed_is_refused(bench):
+def test_runs_of_other_seeds_and_guides_merge_and_a_conflicting_seed_is_refused(bench):
     first = {"zero-shot": [{"seed": 3, "reward": 0.1}], "PPO": [{"seed": 3, "reward": 0.5}]}
     second = {"zero-shot": [{"seed": 0, "reward": 0.2}], "BC": [{"seed": 0, "reward": 0.3}]}
     merged = bench.merge_results([first, second])
     assert list(merged) == ["zero-shot", "PPO", "BC"]
     assert [r["seed"] for r in merged["zero-shot"]] == [0, 3]
-    with pytest.raises(ValueError, match="zero-shot: seed given in more than one"):
-        bench.merge_results([first, first])
+    # the same zero-shot row in two runs is kept once; guided rows split by guide
+    oracle = {
+        "zero-shot": [{"seed": 3, "reward": 0.1}],
+        "PPO++": [{"seed": 3, "reward": 0.7, "guide": "oracle"}],
+    }
+    bc = {"PPO++": [{"seed": 3, "reward": 0.6, "guide": "bc"}]}
+    merged = bench.merge_results([first, oracle, bc])
+    assert list(merged) == ["zero-shot", "PPO", "PPO++ (oracle guide)", "PPO++"]
+    assert len(merged["zero-shot"]) == 1
+    assert merged["PPO++"][0]["reward"] == 0.6
+    changed = {"zero-shot": [{"seed": 3, "reward": 0.9}]}
+    with pytest.raises(ValueError, match="zero-shot: seed 3 is in more than one results file"):
+        bench.merge_results([first, changed])
