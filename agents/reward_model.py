@@ -575,12 +575,11 @@ class RewardModel:
     ) -> RewardModel:
         """Train every member on ``preferences`` by the Bradley-Terry loss with Adam.
 
-        Papers: one epoch over the comparisons (Stiennon et al. 2020 and Ouyang et al.
-        2022, who found reward models overfit after one), batch size 64 (Ouyang et al. 2022,
-        App. C.2) and Adam. The defaults here are CPU-sized for TextGen-TinyReviews-v0's
-        1M-parameter LM and the few hundred pairs a test or a benchmark labels:
-        ``epochs=4``, ``batch_size=32``, ``learning_rate=1e-4`` (TRL's ``RewardConfig``
-        default; the papers' rates, ~1e-5, are for 1B-6B models). Pairs labelled 0.5 pull
+        Papers: Stiennon et al. 2020 and Ouyang et al. 2022 train their 1.3B-6.7B reward
+        models with Adam for a single epoch over tens of thousands of comparisons. The
+        defaults here are CPU-sized for TextGen-TinyReviews-v0's 1M-parameter LM and the
+        few hundred pairs a test or a benchmark labels: ``epochs=4``, ``batch_size=32``,
+        ``learning_rate=1e-4`` (TRL's ``RewardConfig`` default), constant. Pairs labelled 0.5 pull
         the two rewards together. Each epoch visits each member's rows (all, or its
         bootstrap resample) in an order drawn from the member's RNG; ``seed`` re-seeds those
         RNGs, None continues them, so that "fit k epochs, save, load, fit k more" equals
