@@ -164,7 +164,7 @@ class RewardModel:
         self.bootstrap = bool(bootstrap)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         #: One record per training epoch: mean loss, train accuracy, held-out metrics.
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float | None]] = []
         self.epochs_done = 0
         self.learning_rate: float | None = None
         self._optimizers: list[torch.optim.Optimizer] | None = None
@@ -637,22 +637,25 @@ class RewardModel:
             record = {
                 "epoch": self.epochs_done,
                 "loss": loss_sum / seen,
-                "accuracy": correct / counted if counted else float("nan"),
+                # None, not NaN, where every pair is a tie: the history is saved as JSON.
+                "accuracy": correct / counted if counted else None,
             }
             if held_out is not None:
                 record.update({f"held_out_{k}": v for k, v in self.evaluate(held_out).items()})
             self.history.append(record)
             if verbose:
                 print(
-                    "reward model epoch "
+                    "reward model: "
                     + ", ".join(
-                        f"{k} {v:.4g}" if k != "epoch" else f"{v}" for k, v in record.items()
+                        f"{k} {v}" if v is None or k == "epoch" else f"{k} {v:.4g}"
+                        for k, v in record.items()
                     )
                 )
         return self
 
-    def evaluate(self, preferences: Preferences) -> dict[str, float]:
-        """Bradley-Terry loss of the ensemble's rewards and accuracy on ``preferences``."""
+    def evaluate(self, preferences: Preferences) -> dict[str, float | None]:
+        """Bradley-Terry loss of the ensemble's rewards and accuracy on ``preferences``
+        (None where every pair is a tie)."""
         self._check_preferences(preferences, "preferences")
         reward_a = self.rewards(preferences.prompt_ids, preferences.completion_ids_a)
         reward_b = self.rewards(preferences.prompt_ids, preferences.completion_ids_b)
@@ -660,7 +663,7 @@ class RewardModel:
             torch.from_numpy(reward_a), torch.from_numpy(reward_b), preferences.labels
         )
         hits, total = _ranked_as_labelled(reward_a, reward_b, preferences.labels)
-        return {"loss": float(loss), "accuracy": hits / total if total else float("nan")}
+        return {"loss": float(loss), "accuracy": hits / total if total else None}
 
     def accuracy(self, preferences: Preferences) -> float:
         """Fraction of the rows with a strict preference (label 0 or 1; ties left out)
