@@ -22,6 +22,7 @@ from lfi_gym.agents.pgrank import PGRank
 from lfi_gym.agents.plackett_luce import PlackettLucePolicy
 from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.agents.ppo import PPO
+from lfi_gym.agents.reward_model import RewardModel
 from lfi_gym.agents.serialization import AgentFileError
 from lfi_gym.agents.threads import set_torch_threads
 from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
@@ -60,6 +61,7 @@ __all__ = [
     "PPOPlusPlus",
     "PlackettLucePolicy",
     "Policy",
+    "RewardModel",
     "agent_class",
     "as_policy",
     "episode_returns",

@@ -50,7 +50,9 @@ class TextTask:
     keywords ``prompts``, ``completions``, ``completion_ids``, ``references`` and the
     task's :attr:`columns` (``label``, ``concepts``: those the samples carry), each a list with one
     entry per row, and it returns one float per row. A function without ``**kwargs`` gets
-    only the keywords it names; one that requires another is refused here.
+    only the keywords it names; one that requires another is refused here. A reward with
+    a ``check_task(task)`` method is called with the task once it is built, and may raise
+    to refuse it (a reward model trained with another tokenizer does).
 
     ``policy_model`` names the LM a policy for this task starts from when none is given
     (``LMPolicy`` learners built by ``make_learner``): the shipped LM offline, a hub name
@@ -124,6 +126,11 @@ class TextTask:
         self.vocab_size = int(vocab_size if vocab_size is not None else len(tokenizer))
         self._prompt_ids: dict[int, np.ndarray] = {}
         self._reference_ids: dict[int, np.ndarray] = {}
+        # A learned reward (a reward model) scores token ids of its own tokenizer: it may
+        # refuse a task it cannot score here, at gym.make, rather than score nonsense later.
+        check_task = getattr(reward_fn, "check_task", None)
+        if callable(check_task):
+            check_task(self)
 
     @property
     def observation_length(self) -> int:
