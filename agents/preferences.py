@@ -16,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LABELS", "Preferences", "PreferencesError", "tokenizer_digest"]
+__all__ = ["LABELS", "Preferences", "PreferencesError", "PreferencesFileError", "tokenizer_digest"]
 
 #: Allowed labels: P(completion a is preferred).
 LABELS = (0.0, 0.5, 1.0)
@@ -29,6 +31,11 @@ LABELS = (0.0, 0.5, 1.0)
 
 class PreferencesError(ValueError):
     """A preference set is malformed, empty, or does not belong to the env it is used with."""
+
+
+class PreferencesFileError(PreferencesError):
+    """A preferences file is truncated, damaged, malformed, of another schema version or of
+    another kind (a demonstrations file)."""
 
 
 def tokenizer_digest(tokenizer: Any) -> str:
@@ -106,7 +113,7 @@ class Preferences:
             i = int(bad_labels[0])
             raise PreferencesError(
                 f"labels must be 1 (a preferred), 0 (b preferred) or 0.5 (equal); row {i} "
-                f"has {labels[i]!r}"
+                f"has {float(labels[i])!r}"
             )
         labels.flags.writeable = False
         object.__setattr__(self, "labels", labels)
@@ -174,6 +181,45 @@ class Preferences:
             labels=np.concatenate([self.labels, other.labels]),
             teacher={"parts": [self.teacher, other.teacher]},
         )
+
+    # -- files ---------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (suggested extension ``.lfip``) atomically: a temporary file,
+        fsync'ed and renamed, so an interrupted save leaves the previous file intact."""
+        from lfi_gym.agents import preference_files
+
+        return preference_files.save(self, path)
+
+    def to_bytes(self) -> bytes:
+        """The bytes :meth:`save` would write (for a file inside another file)."""
+        from lfi_gym.agents import preference_files
+
+        return preference_files.to_bytes(self)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: Any = None) -> Preferences:
+        """Read a file :meth:`save` wrote, checksum verified, nothing unpickled; with
+        ``env``, refuse a set of another env or tokenizer (:meth:`check_env`). Raises
+        :class:`PreferencesFileError` for a damaged file or one of another kind."""
+        from lfi_gym.agents import preference_files
+
+        prefs = preference_files.read(path)
+        if env is not None:
+            prefs.check_env(env)
+        return prefs
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "<bytes>", env: Any = None) -> Preferences:
+        """Read :meth:`to_bytes`'s bytes; ``name`` labels them in error messages."""
+        from lfi_gym.agents import preference_files
+
+        prefs = preference_files.read(bytes(data), name=name)
+        if env is not None:
+            prefs.check_env(env)
+        return prefs
+
+    # -- checks --------------------------------------------------------------------------
 
     def check_env(self, env: Any) -> None:
         """Refuse ``env`` (a text env, single or vector, or its id) unless the set came from
