@@ -182,6 +182,25 @@ class Preferences:
             teacher={"parts": [self.teacher, other.teacher]},
         )
 
+    # -- collecting ------------------------------------------------------------------------
+
+    @classmethod
+    def collect(
+        cls,
+        env: Any,
+        policy: Any,
+        n_pairs: int,
+        teacher: Any,
+        seed: int | None = None,
+        batch_size: int = 16,
+    ) -> Preferences:
+        """``n_pairs`` pairs of ``policy``'s completions of ``env``'s prompts, two per
+        prompt, labelled by ``teacher`` from the env's rewards; see
+        :func:`lfi_gym.agents.preference_collection.collect_preferences`."""
+        from lfi_gym.agents.preference_collection import collect_preferences
+
+        return collect_preferences(env, policy, n_pairs, teacher, seed, batch_size)
+
     # -- files ---------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
