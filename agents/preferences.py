@@ -9,6 +9,13 @@ EOS included where the episode ended on it), so a reward model and DPO score exa
 the policy wrote. Each set names the env it came from and a digest of that env's
 tokenizer: ids of another tokenizer mean other text, so a set is refused by an env whose
 tokenizer differs (:meth:`Preferences.check_env`).
+
+A set is collected by sampling a policy and asking a simulated teacher
+(:meth:`Preferences.collect`, :mod:`lfi_gym.agents.preference_collection`), saved as a
+checksummed ``.lfip`` file (:meth:`Preferences.save` / :meth:`Preferences.load`,
+:mod:`lfi_gym.agents.preference_files`) and moved to and from TRL's ``prompt`` / ``chosen`` /
+``rejected`` datasets (:meth:`Preferences.to_trl` / :meth:`Preferences.from_trl`,
+:mod:`lfi_gym.agents.preference_exchange`).
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import datasets
 
 __all__ = ["LABELS", "Preferences", "PreferencesError", "PreferencesFileError", "tokenizer_digest"]
 
@@ -237,6 +247,25 @@ class Preferences:
         if env is not None:
             prefs.check_env(env)
         return prefs
+
+    # -- TRL -----------------------------------------------------------------------------
+
+    def to_trl(self) -> datasets.Dataset:
+        """A TRL preference dataset (``prompt`` / ``chosen`` / ``rejected`` strings, plus
+        the exact token ids); ties are left out, with a warning. See
+        :mod:`lfi_gym.agents.preference_exchange`."""
+        from lfi_gym.agents.preference_exchange import to_trl
+
+        return to_trl(self)
+
+    @classmethod
+    def from_trl(cls, dataset: datasets.Dataset, env: Any, teacher: Any = None) -> Preferences:
+        """A set of ``env`` from a TRL preference dataset: :meth:`to_trl`'s exactly, or any
+        with ``prompt`` / ``chosen`` / ``rejected``, tokenized with the env's tokenizer. See
+        :mod:`lfi_gym.agents.preference_exchange`."""
+        from lfi_gym.agents.preference_exchange import from_trl
+
+        return from_trl(dataset, env, teacher)
 
     # -- checks --------------------------------------------------------------------------
 
