@@ -22,7 +22,9 @@ from lfi_gym.agents.pgrank import PGRank
 from lfi_gym.agents.plackett_luce import PlackettLucePolicy
 from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.agents.ppo import PPO
+from lfi_gym.agents.preferences import Preferences, PreferencesError
 from lfi_gym.agents.serialization import AgentFileError
+from lfi_gym.agents.teachers import QueryBudgetExhausted, SimulatedTeacher
 from lfi_gym.agents.threads import set_torch_threads
 from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
 
@@ -60,6 +62,10 @@ __all__ = [
     "PPOPlusPlus",
     "PlackettLucePolicy",
     "Policy",
+    "Preferences",
+    "PreferencesError",
+    "QueryBudgetExhausted",
+    "SimulatedTeacher",
     "agent_class",
     "as_policy",
     "episode_returns",
