@@ -1,9 +1,9 @@
 """Simulated teachers: label a pair of episodes by the env's own (gold) reward.
 
-:class:`SimulatedTeacher` is the simulated human of B-Pref (Lee et al. 2021, section 3.2):
-given the per-step rewards of two segments ``a`` and ``b`` it answers 1.0 (``a`` preferred),
-0.0 (``b`` preferred), 0.5 (equally preferable) or None (skipped), through these steps in
-order:
+:class:`SimulatedTeacher` is the simulated human of B-Pref (Lee et al. 2021, "B-Pref:
+Benchmarking Preference-Based Reinforcement Learning"): given the per-step rewards of two
+segments ``a`` and ``b`` it answers 1.0 (``a`` preferred), 0.0 (``b`` preferred), 0.5
+(equally preferable) or None (skipped), through these steps in order:
 
 1. **skip**: with ``skip_threshold`` set, a pair whose returns both lie at or below it is
    skipped (neither segment shows the desired behaviour); it still costs a query, as in
@@ -49,7 +49,7 @@ from lfi_gym.envs.validation import (
 
 __all__ = ["BPREF_TEACHERS", "QueryBudgetExhausted", "SimulatedTeacher"]
 
-#: B-Pref's six teachers (Lee et al. 2021, section 3.2 and their released scripts): the
+#: B-Pref's six teachers (Lee et al. 2021, and the settings of their released scripts): the
 #: settings that differ from the oracle's. ``skip`` and ``equal`` are fractions of the
 #: average return of a segment (see :meth:`SimulatedTeacher.preset`).
 BPREF_TEACHERS: dict[str, dict[str, float]] = {
