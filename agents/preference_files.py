@@ -12,9 +12,11 @@ as preferences nor the reverse. Sections:
 - JSON values: ``texts`` (``prompts``, ``completions_a``, ``completions_b``: lists of
   strings) and ``source`` (``tokenizer_digest`` and the ``teacher`` metadata).
 
-The footer holds the env id and the number of pairs. Every size and offset is checked
-against the file before a row is built, and the rows then pass the checks of
-:class:`Preferences` itself.
+The footer holds the env id and the number of pairs. Reading parses at most the
+container's caps (a 16 MiB footer, JSON values up to ``demofile.MAX_JSON_BYTES``), checks
+every section's size and offset against the file and every row's offsets against its
+section before a row is built, and the rows then pass the checks of :class:`Preferences`
+itself. Nothing is unpickled.
 """
 
 from __future__ import annotations
