@@ -1,8 +1,8 @@
 """Collecting preferences: two sampled completions of one prompt, labelled by a teacher.
 
-:func:`collect_preferences` (``Preferences.collect``) runs a native text vector env of
-``2 k`` rows, each prompt seeded into two neighbouring rows, so rows ``2j`` and ``2j + 1``
-share a prompt and the policy samples two completions of it in one batch (the RLHF data
+:func:`collect_fields` (behind ``Preferences.collect``) runs a native text vector env
+of ``2 k`` rows, each prompt seeded into two neighbouring rows, so rows ``2j`` and
+``2j + 1`` share a prompt and the policy samples two completions of it in one batch (the RLHF data
 step of Stiennon et al. 2020 and Ouyang et al. 2022, with a simulated labeller). The teacher
 compares the two episodes' per-step env rewards (the gold reward); a skipped pair costs a
 query and is not kept.
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lfi_gym.agents.preferences import Preferences, PreferencesError, tokenizer_digest
+from lfi_gym.agents.preference_common import PreferencesError, tokenizer_digest
 from lfi_gym.agents.rollouts import LEARNER, EpisodePlan, Segment, run_wave
 from lfi_gym.agents.teachers import SimulatedTeacher
 from lfi_gym.envs.text.task import TextTask
@@ -37,15 +37,18 @@ def text_task(env: Any) -> TextTask:
     return task
 
 
-def collect_preferences(
+def collect_fields(
     env: Any,
     policy: Any,
     n_pairs: int,
     teacher: SimulatedTeacher,
     seed: int | None = None,
     batch_size: int = 16,
-) -> Preferences:
-    """``n_pairs`` labelled pairs of ``policy``'s completions on ``env``'s prompts.
+) -> dict[str, Any]:
+    """The fields of a :class:`~lfi_gym.agents.preferences.Preferences` set of ``n_pairs``
+    labelled pairs of ``policy``'s completions on ``env``'s prompts
+    (``Preferences.collect``; lfi_gym.agents.preferences imports this module, so it does
+    not import that one).
 
     ``env`` is a text env (id, single or vector env): its task (prompts of its split,
     tokenizer, horizon and reward) is used by a fresh vector env of ``2 * batch_size`` rows.
@@ -130,24 +133,24 @@ def collect_preferences(
             "lower skip_threshold"
         )
     settings = teacher.settings() if callable(getattr(teacher, "settings", None)) else {}
-    return Preferences(
-        env_id=task.name,
-        tokenizer_digest=digest,
-        prompts=rows["prompts"],
-        completions_a=rows["a"],
-        completions_b=rows["b"],
-        prompt_ids=rows["prompt_ids"],
-        completion_ids_a=rows["ids_a"],
-        completion_ids_b=rows["ids_b"],
-        labels=rows["labels"],
-        teacher={
+    return {
+        "env_id": task.name,
+        "tokenizer_digest": digest,
+        "prompts": rows["prompts"],
+        "completions_a": rows["a"],
+        "completions_b": rows["b"],
+        "prompt_ids": rows["prompt_ids"],
+        "completion_ids_a": rows["ids_a"],
+        "completion_ids_b": rows["ids_b"],
+        "labels": rows["labels"],
+        "teacher": {
             **settings,
             "queries": queries,
             "skipped": skipped,
             "tokens": tokens,
             "collection_seed": seed,
         },
-    )
+    }
 
 
 def _prompt_ids(segment: Segment, prompt_length: int) -> np.ndarray:

@@ -21,9 +21,10 @@ that counts them. The env id, the tokenizer digest, the teacher metadata and the
 ties left out travel in ``dataset.info.description`` as JSON under the key
 ``"lfi_gym.preferences"``, so ``save_to_disk`` / ``load_from_disk`` keep them.
 
-:func:`from_trl` reads such a dataset back exactly (same env id and tokenizer: the stored ids
-are used) and also any dataset with only ``prompt`` / ``chosen`` / ``rejected``, such as one
-written for TRL, by tokenizing with the env's tokenizer:
+:func:`fields_from_trl` (behind ``Preferences.from_trl``) reads such a dataset back exactly
+(same env id and tokenizer: the stored ids are used) and also any dataset with only
+``prompt`` / ``chosen`` / ``rejected``, such as one written for TRL, by tokenizing with the
+env's tokenizer:
 
 - the prompt as the env encodes prompts (``task.encode``), at most ``prompt_length`` tokens;
 - a completion as the text it is (``task.encode(text, special=False)``, its leading space
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lfi_gym.agents.preference_collection import text_task
-from lfi_gym.agents.preferences import Preferences, PreferencesError, tokenizer_digest
+from lfi_gym.agents.preference_common import PreferencesError, tokenizer_digest
 from lfi_gym.envs import codec
 from lfi_gym.envs.codec import CodecError
 
@@ -51,6 +52,10 @@ if TYPE_CHECKING:
     import datasets
 
     from lfi_gym.envs.text.task import TextTask
+
+# What to_trl takes is a Preferences; fields_from_trl gives back its fields
+# (lfi_gym.agents.preferences imports this module, so it does not import that one).
+Preferences = Any
 
 #: The key of the lfi-gym metadata in a dataset's ``info.description``.
 HF_METADATA_KEY = "lfi_gym.preferences"
@@ -112,11 +117,11 @@ def to_trl(prefs: Preferences) -> datasets.Dataset:
     return datasets.Dataset.from_dict(columns, features=features, info=info)
 
 
-def from_trl(dataset: Any, env: Any, teacher: Any = None) -> Preferences:
-    """A :class:`Preferences` of ``env`` (a text env or its id) from a TRL preference
-    dataset (see the module docstring). ``teacher`` (a dict, or a teacher with
-    ``settings()``) records who labelled the rows; by default the dataset's own lfi-gym
-    metadata, else ``{"source": "TRL dataset"}``."""
+def fields_from_trl(dataset: Any, env: Any, teacher: Any = None) -> dict[str, Any]:
+    """The fields of a :class:`~lfi_gym.agents.preferences.Preferences` set of ``env`` (a
+    text env or its id) from a TRL preference dataset (see the module docstring).
+    ``teacher`` (a dict, or a teacher with ``settings()``) records who labelled the rows; by
+    default the dataset's own lfi-gym metadata, else ``{"source": "TRL dataset"}``."""
     _check_columns(dataset)
     task = text_task(env)
     digest = tokenizer_digest(task.tokenizer)
@@ -172,18 +177,18 @@ def from_trl(dataset: Any, env: Any, teacher: Any = None) -> Preferences:
             f"teacher must be a dict of metadata or a teacher with settings(), got "
             f"{type(teacher).__name__}"
         )
-    return Preferences(
-        env_id=task.name,
-        tokenizer_digest=digest,
-        prompts=rows["prompts"],
-        completions_a=rows["a"],
-        completions_b=rows["b"],
-        prompt_ids=rows["prompt_ids"],
-        completion_ids_a=rows["ids_a"],
-        completion_ids_b=rows["ids_b"],
-        labels=rows["labels"],
-        teacher=teacher,
-    )
+    return {
+        "env_id": task.name,
+        "tokenizer_digest": digest,
+        "prompts": rows["prompts"],
+        "completions_a": rows["a"],
+        "completions_b": rows["b"],
+        "prompt_ids": rows["prompt_ids"],
+        "completion_ids_a": rows["ids_a"],
+        "completion_ids_b": rows["ids_b"],
+        "labels": rows["labels"],
+        "teacher": teacher,
+    }
 
 
 def _check_columns(dataset: Any) -> None:

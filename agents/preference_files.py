@@ -29,7 +29,11 @@ import numpy as np
 
 from lfi_gym.agents import demofile
 from lfi_gym.agents.demofile import PREFERENCES, DemonstrationsFileError
-from lfi_gym.agents.preferences import Preferences, PreferencesError, PreferencesFileError
+from lfi_gym.agents.preference_common import PreferencesFileError
+
+# What these functions take is a Preferences; read_fields gives back its fields
+# (lfi_gym.agents.preferences imports this module, so it does not import that one).
+Preferences = Any
 
 #: The suggested file extension.
 EXTENSION = ".lfip"
@@ -72,11 +76,11 @@ def to_bytes(prefs: Preferences) -> bytes:
     return demofile.to_bytes(*_sections(prefs), **_fields(prefs), kind=PREFERENCES)
 
 
-def read(source: str | os.PathLike | bytes, name: str | None = None) -> Preferences:
-    """A :class:`Preferences` from a file's path or bytes; raises
-    :class:`~lfi_gym.agents.preferences.PreferencesFileError` for a damaged, truncated,
-    malformed file or one of another kind."""
-    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "<bytes>")
+def read_fields(source: str | os.PathLike | bytes, label: str) -> dict[str, Any]:
+    """The fields of the :class:`Preferences` a file (a path, or its bytes) holds; raises
+    :class:`~lfi_gym.agents.preference_common.PreferencesFileError` for a damaged,
+    truncated or malformed file, or one of another kind. ``label`` names the source in
+    messages."""
     try:
         footer, arrays, values = demofile.read(source, mmap=False, name=label, kind=PREFERENCES)
     except DemonstrationsFileError as exc:
@@ -99,17 +103,14 @@ def read(source: str | os.PathLike | bytes, name: str | None = None) -> Preferen
         and isinstance(source_value.get("teacher"), dict)
     ):
         raise PreferencesFileError(f"{label}: section 'source' is missing or malformed")
-    try:
-        return Preferences(
-            env_id=footer["env_id"],
-            tokenizer_digest=source_value["tokenizer_digest"],
-            **{k: texts[k] for k in _TEXTS},
-            **rows,
-            labels=labels,
-            teacher=source_value["teacher"],
-        )
-    except PreferencesError as exc:
-        raise PreferencesFileError(f"{label}: {exc}") from None
+    return {
+        "env_id": footer["env_id"],
+        "tokenizer_digest": source_value["tokenizer_digest"],
+        **{k: texts[k] for k in _TEXTS},
+        **rows,
+        "labels": labels,
+        "teacher": source_value["teacher"],
+    }
 
 
 def _rows(

@@ -21,14 +21,18 @@ checksummed ``.lfip`` file (:meth:`Preferences.save` / :meth:`Preferences.load`,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from lfi_gym.agents.preference_common import (
+    PreferencesError,
+    PreferencesFileError,
+    tokenizer_digest,
+)
 
 if TYPE_CHECKING:
     import datasets
@@ -37,26 +41,6 @@ __all__ = ["LABELS", "Preferences", "PreferencesError", "PreferencesFileError", 
 
 #: Allowed labels: P(completion a is preferred).
 LABELS = (0.0, 0.5, 1.0)
-
-
-class PreferencesError(ValueError):
-    """A preference set is malformed, empty, or does not belong to the env it is used with."""
-
-
-class PreferencesFileError(PreferencesError):
-    """A preferences file is truncated, damaged, malformed, of another schema version or of
-    another kind (a demonstrations file)."""
-
-
-def tokenizer_digest(tokenizer: Any) -> str:
-    """SHA-256 of a tokenizer's vocabulary (token -> id) and special tokens: equal digests
-    mean the same ids stand for the same text."""
-    vocab = sorted(tokenizer.get_vocab().items())
-    special = {
-        key: getattr(tokenizer, key, None) for key in ("bos_token", "eos_token", "pad_token")
-    }
-    blob = json.dumps({"vocab": vocab, "special": special}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 def _ids(values: Any, what: str, row: int) -> np.ndarray:
@@ -206,10 +190,10 @@ class Preferences:
     ) -> Preferences:
         """``n_pairs`` pairs of ``policy``'s completions of ``env``'s prompts, two per
         prompt, labelled by ``teacher`` from the env's rewards; see
-        :func:`lfi_gym.agents.preference_collection.collect_preferences`."""
-        from lfi_gym.agents.preference_collection import collect_preferences
+        :func:`lfi_gym.agents.preference_collection.collect_fields`."""
+        from lfi_gym.agents.preference_collection import collect_fields
 
-        return collect_preferences(env, policy, n_pairs, teacher, seed, batch_size)
+        return cls(**collect_fields(env, policy, n_pairs, teacher, seed, batch_size))
 
     # -- files ---------------------------------------------------------------------------
 
@@ -231,19 +215,22 @@ class Preferences:
         """Read a file :meth:`save` wrote, checksum verified, nothing unpickled; with
         ``env``, refuse a set of another env or tokenizer (:meth:`check_env`). Raises
         :class:`PreferencesFileError` for a damaged file or one of another kind."""
-        from lfi_gym.agents import preference_files
-
-        prefs = preference_files.read(path)
-        if env is not None:
-            prefs.check_env(env)
-        return prefs
+        return cls._from_file(path, str(path), env)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "<bytes>", env: Any = None) -> Preferences:
         """Read :meth:`to_bytes`'s bytes; ``name`` labels them in error messages."""
+        return cls._from_file(bytes(data), name, env)
+
+    @classmethod
+    def _from_file(cls, source: str | os.PathLike | bytes, label: str, env: Any) -> Preferences:
         from lfi_gym.agents import preference_files
 
-        prefs = preference_files.read(bytes(data), name=name)
+        fields = preference_files.read_fields(source, label)
+        try:
+            prefs = cls(**fields)
+        except PreferencesError as exc:
+            raise PreferencesFileError(f"{label}: {exc}") from None
         if env is not None:
             prefs.check_env(env)
         return prefs
@@ -263,9 +250,9 @@ class Preferences:
         """A set of ``env`` from a TRL preference dataset: :meth:`to_trl`'s exactly, or any
         with ``prompt`` / ``chosen`` / ``rejected``, tokenized with the env's tokenizer. See
         :mod:`lfi_gym.agents.preference_exchange`."""
-        from lfi_gym.agents.preference_exchange import from_trl
+        from lfi_gym.agents.preference_exchange import fields_from_trl
 
-        return from_trl(dataset, env, teacher)
+        return cls(**fields_from_trl(dataset, env, teacher))
 
     # -- checks --------------------------------------------------------------------------
 
