@@ -22,8 +22,10 @@ from lfi_gym.agents.pgrank import PGRank
 from lfi_gym.agents.plackett_luce import PlackettLucePolicy
 from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.agents.ppo import PPO
+from lfi_gym.agents.preferences import Preferences, PreferencesError
 from lfi_gym.agents.reward_model import RewardModel
 from lfi_gym.agents.serialization import AgentFileError
+from lfi_gym.agents.teachers import QueryBudgetExhausted, SimulatedTeacher
 from lfi_gym.agents.threads import set_torch_threads
 from lfi_gym.envs.policies import OraclePolicy, Policy, as_policy
 
@@ -61,7 +63,11 @@ __all__ = [
     "PPOPlusPlus",
     "PlackettLucePolicy",
     "Policy",
+    "Preferences",
+    "PreferencesError",
+    "QueryBudgetExhausted",
     "RewardModel",
+    "SimulatedTeacher",
     "agent_class",
     "as_policy",
     "episode_returns",

@@ -33,6 +33,12 @@ after its last step); values ``spaces`` (their JSON forms) and optionally ``stat
 are unknown (``Demonstrations.final_observations is None``), as they are in a schema 3 file
 written without them.
 
+The same container holds other lfi-gym contents (:data:`KINDS`): its footer's ``format``
+names what it holds (:class:`ContentKind`), each kind with its own schema versions, and a
+reader asked for one kind refuses a file of another with a message naming the right reader
+(a preferences file is not read as demonstrations, nor the reverse). Demonstrations files
+are the default kind everywhere, and their footer is unchanged.
+
 Files are written to a temporary file in the same folder, fsync'ed, then renamed over the
 target (an interrupted save leaves the previous file intact); arrays are written from
 memory without copies and can be read back as read-only memory maps, so a large image
@@ -42,6 +48,7 @@ dataset never needs to fit in RAM twice. The same bytes can be built and read in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -79,6 +86,29 @@ class DemonstrationsFileError(ValueError):
     """A demonstrations file is truncated, damaged, malformed, from another schema version,
     or holds something this reader refuses to build (a pickle, an object array, a class
     that is not a registered lfi-gym State)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentKind:
+    """What a file holds: its footer's ``format``, the schema version written and those
+    read, a noun and the reader to name in messages, and whether its footer says if the
+    observations are one array or a dict of arrays (demonstrations only)."""
+
+    format: str
+    noun: str
+    schema_version: int
+    readable_versions: tuple[int, ...]
+    reader: str
+    observations: bool
+
+
+DEMONSTRATIONS = ContentKind(
+    FORMAT, "demonstrations", SCHEMA_VERSION, READABLE_SCHEMA_VERSIONS, "Demonstrations.load", True
+)
+#: :class:`lfi_gym.agents.preferences.Preferences` (``.lfip`` files).
+PREFERENCES = ContentKind("lfi-gym.preferences", "preferences", 1, (1,), "Preferences.load", False)
+#: Every kind this reader knows, by footer ``format``.
+KINDS = {kind.format: kind for kind in (DEMONSTRATIONS, PREFERENCES)}
 
 
 class Contents(NamedTuple):
@@ -171,15 +201,17 @@ def write(
     *,
     length: int,
     env_id: str | None,
-    dict_observations: bool,
+    dict_observations: bool | None,
+    kind: ContentKind = DEMONSTRATIONS,
 ) -> None:
-    """Write a whole file to ``f``: ``arrays`` (C-contiguous) then the encoded ``values``."""
+    """Write a whole file to ``f``: ``arrays`` (C-contiguous) then the encoded ``values``.
+    ``dict_observations`` is None for a kind without observations."""
     writer = _HashingWriter(f)
     writer.write(MAGIC)
     sections: dict[str, dict[str, Any]] = {}
     _write_arrays(writer, arrays, sections)
     _write_values(writer, values, sections)
-    _write_footer(writer, sections, length, env_id, dict_observations)
+    _write_footer(writer, sections, length, env_id, dict_observations, kind)
 
 
 def to_bytes(
@@ -188,11 +220,20 @@ def to_bytes(
     *,
     length: int,
     env_id: str | None,
-    dict_observations: bool,
+    dict_observations: bool | None,
+    kind: ContentKind = DEMONSTRATIONS,
 ) -> bytes:
     """:func:`write` into memory: the bytes a file would hold."""
     buffer = io.BytesIO()
-    write(buffer, arrays, values, length=length, env_id=env_id, dict_observations=dict_observations)
+    write(
+        buffer,
+        arrays,
+        values,
+        length=length,
+        env_id=env_id,
+        dict_observations=dict_observations,
+        kind=kind,
+    )
     return buffer.getvalue()
 
 
@@ -203,12 +244,21 @@ def save(
     *,
     length: int,
     env_id: str | None,
-    dict_observations: bool,
+    dict_observations: bool | None,
+    kind: ContentKind = DEMONSTRATIONS,
 ) -> Path:
     """:func:`write` to ``path`` atomically (temporary file + fsync + rename)."""
     path = Path(path)
     with atomic_write(path) as f:
-        write(f, arrays, values, length=length, env_id=env_id, dict_observations=dict_observations)
+        write(
+            f,
+            arrays,
+            values,
+            length=length,
+            env_id=env_id,
+            dict_observations=dict_observations,
+            kind=kind,
+        )
     return path
 
 
@@ -284,16 +334,23 @@ def _write_footer(
     sections: dict[str, dict[str, Any]],
     length: int,
     env_id: str | None,
-    dict_observations: bool,
+    dict_observations: bool | None,
+    kind: ContentKind = DEMONSTRATIONS,
 ) -> None:
-    footer = {
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
+    if (dict_observations is None) == kind.observations:
+        raise ValueError(
+            f"{kind.noun} files {'need' if kind.observations else 'have no'} observations: "
+            f"dict_observations must be {'a bool' if kind.observations else 'None'}"
+        )
+    footer: dict[str, Any] = {
+        "format": kind.format,
+        "schema_version": kind.schema_version,
         "length": length,
         "env_id": env_id,
-        "observations": "dict" if dict_observations else "array",
-        "sections": sections,
     }
+    if kind.observations:
+        footer["observations"] = "dict" if dict_observations else "array"
+    footer["sections"] = sections
     footer["sha256"] = _footer_digest(writer.digest_copy(), footer)
     encoded = json.dumps(footer, sort_keys=True).encode()
     # Past the hashed part: written to the file directly.
@@ -306,7 +363,11 @@ def _write_footer(
 
 
 def read(
-    source: str | os.PathLike | bytes, *, mmap: bool = True, name: str | None = None
+    source: str | os.PathLike | bytes,
+    *,
+    mmap: bool = True,
+    name: str | None = None,
+    kind: ContentKind = DEMONSTRATIONS,
 ) -> Contents:
     """Read a file (a path, or its bytes), verifying its checksum first.
 
@@ -314,7 +375,7 @@ def read(
     read-only memory maps of the file; otherwise observations and the other per-step arrays
     are writable copies. ``name`` labels the source in error messages (default: the path,
     or ``<bytes>``). Nothing is unpickled: a malformed or forged file raises
-    :class:`DemonstrationsFileError`.
+    :class:`DemonstrationsFileError`, and so does a file of another ``kind``.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         path, label = None, name or "<bytes>"
@@ -324,13 +385,13 @@ def read(
         path = Path(source)
         label = name or str(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no demonstrations file at {path}")
+            raise FileNotFoundError(f"no {kind.noun} file at {path}")
         size = path.stat().st_size
         f = open(path, "rb")
     with f:
-        footer, data_end = _read_footer(f, size, label)
+        footer, data_end = _read_footer(f, size, label, kind)
         _verify_checksum(f, footer, data_end, label)
-        sections = _check_footer(footer, data_end, label)
+        sections = _check_footer(footer, data_end, label, kind)
         arrays = {
             key: _read_array(f, path if mmap else None, section)
             for key, section in sections.items()
@@ -363,12 +424,12 @@ def _verify_checksum(f: BinaryIO, footer: dict[str, Any], data_end: int, label: 
         )
 
 
-def _read_footer(f: BinaryIO, size: int, label: str) -> tuple[dict[str, Any], int]:
+def _read_footer(
+    f: BinaryIO, size: int, label: str, kind: ContentKind
+) -> tuple[dict[str, Any], int]:
     head = f.read(len(MAGIC))
     if head != MAGIC:
-        raise DemonstrationsFileError(
-            f"{label}: not an lfi-gym demonstrations file (bad magic bytes)"
-        )
+        raise DemonstrationsFileError(f"{label}: not an lfi-gym {kind.noun} file (bad magic bytes)")
     tail_size = 8 + len(END_MAGIC)
     if size < len(MAGIC) + tail_size:
         raise DemonstrationsFileError(f"{label}: file is truncated (no footer)")
@@ -389,22 +450,29 @@ def _read_footer(f: BinaryIO, size: int, label: str) -> tuple[dict[str, Any], in
         )
     f.seek(data_end)
     footer = _json(f.read(footer_size), f"{label}: corrupt footer")
-    if not isinstance(footer, dict) or footer.get("format") != FORMAT:
-        raise DemonstrationsFileError(f"{label}: corrupt footer (not a demonstrations footer)")
+    written = footer.get("format") if isinstance(footer, dict) else None
+    if written != kind.format:
+        other = KINDS.get(written) if isinstance(written, str) else None
+        if other is not None:
+            raise DemonstrationsFileError(
+                f"{label}: this is an lfi-gym {other.noun} file, not {kind.noun}; read it "
+                f"with {other.reader}"
+            )
+        raise DemonstrationsFileError(f"{label}: corrupt footer (not a {kind.noun} footer)")
     version = footer.get("schema_version")
-    if version == 1:
+    if kind is DEMONSTRATIONS and version == 1:
         raise DemonstrationsFileError(
             f"{label}: written by an older lfi-gym (schema 1, which pickled spaces/states): "
             f"re-record it with this version (it reads schema {SCHEMA_VERSION}, which never "
             "unpickles)"
         )
-    if version not in READABLE_SCHEMA_VERSIONS:
+    if version not in kind.readable_versions:
         raise DemonstrationsFileError(
             f"{label}: schema version {version!r}; this lfi-gym reads versions "
-            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}"
+            f"{', '.join(map(str, kind.readable_versions))} of {kind.noun} files"
             + (
                 " (the file was written by a newer lfi-gym: upgrade)"
-                if isinstance(version, int) and version > SCHEMA_VERSION
+                if isinstance(version, int) and version > kind.schema_version
                 else ""
             )
         )
@@ -431,12 +499,14 @@ def _is_shape(value: Any) -> bool:
     )
 
 
-def _check_footer(footer: dict[str, Any], data_end: int, label: str) -> dict[str, dict[str, Any]]:
+def _check_footer(
+    footer: dict[str, Any], data_end: int, label: str, kind: ContentKind
+) -> dict[str, dict[str, Any]]:
     """Check every field and section entry before anything is read; returns the sections."""
     if not (
         _is_count(footer.get("length"))
         and (footer.get("env_id") is None or isinstance(footer["env_id"], str))
-        and footer.get("observations") in ("array", "dict")
+        and (not kind.observations or footer.get("observations") in ("array", "dict"))
         and isinstance(footer.get("sections"), dict)
     ):
         raise DemonstrationsFileError(f"{label}: corrupt footer (malformed fields)")

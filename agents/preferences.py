@@ -9,37 +9,38 @@ EOS included where the episode ended on it), so a reward model and DPO score exa
 the policy wrote. Each set names the env it came from and a digest of that env's
 tokenizer: ids of another tokenizer mean other text, so a set is refused by an env whose
 tokenizer differs (:meth:`Preferences.check_env`).
+
+A set is collected by sampling a policy and asking a simulated teacher
+(:meth:`Preferences.collect`, :mod:`lfi_gym.agents.preference_collection`), saved as a
+checksummed ``.lfip`` file (:meth:`Preferences.save` / :meth:`Preferences.load`,
+:mod:`lfi_gym.agents.preference_files`) and moved to and from TRL's ``prompt`` / ``chosen`` /
+``rejected`` datasets (:meth:`Preferences.to_trl` / :meth:`Preferences.from_trl`,
+:mod:`lfi_gym.agents.preference_exchange`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import os
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["LABELS", "Preferences", "PreferencesError", "tokenizer_digest"]
+from lfi_gym.agents.preference_common import (
+    PreferencesError,
+    PreferencesFileError,
+    tokenizer_digest,
+)
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["LABELS", "Preferences", "PreferencesError", "PreferencesFileError", "tokenizer_digest"]
 
 #: Allowed labels: P(completion a is preferred).
 LABELS = (0.0, 0.5, 1.0)
-
-
-class PreferencesError(ValueError):
-    """A preference set is malformed, empty, or does not belong to the env it is used with."""
-
-
-def tokenizer_digest(tokenizer: Any) -> str:
-    """SHA-256 of a tokenizer's vocabulary (token -> id) and special tokens: equal digests
-    mean the same ids stand for the same text."""
-    vocab = sorted(tokenizer.get_vocab().items())
-    special = {
-        key: getattr(tokenizer, key, None) for key in ("bos_token", "eos_token", "pad_token")
-    }
-    blob = json.dumps({"vocab": vocab, "special": special}, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 def _ids(values: Any, what: str, row: int) -> np.ndarray:
@@ -106,7 +107,7 @@ class Preferences:
             i = int(bad_labels[0])
             raise PreferencesError(
                 f"labels must be 1 (a preferred), 0 (b preferred) or 0.5 (equal); row {i} "
-                f"has {labels[i]!r}"
+                f"has {float(labels[i])!r}"
             )
         labels.flags.writeable = False
         object.__setattr__(self, "labels", labels)
@@ -174,6 +175,86 @@ class Preferences:
             labels=np.concatenate([self.labels, other.labels]),
             teacher={"parts": [self.teacher, other.teacher]},
         )
+
+    # -- collecting ------------------------------------------------------------------------
+
+    @classmethod
+    def collect(
+        cls,
+        env: Any,
+        policy: Any,
+        n_pairs: int,
+        teacher: Any,
+        seed: int | None = None,
+        batch_size: int = 16,
+    ) -> Preferences:
+        """``n_pairs`` pairs of ``policy``'s completions of ``env``'s prompts, two per
+        prompt, labelled by ``teacher`` from the env's rewards; see
+        :func:`lfi_gym.agents.preference_collection.collect_fields`."""
+        from lfi_gym.agents.preference_collection import collect_fields
+
+        return cls(**collect_fields(env, policy, n_pairs, teacher, seed, batch_size))
+
+    # -- files ---------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write to ``path`` (suggested extension ``.lfip``) atomically: a temporary file,
+        fsync'ed and renamed, so an interrupted save leaves the previous file intact."""
+        from lfi_gym.agents import preference_files
+
+        return preference_files.save(self, path)
+
+    def to_bytes(self) -> bytes:
+        """The bytes :meth:`save` would write (for a file inside another file)."""
+        from lfi_gym.agents import preference_files
+
+        return preference_files.to_bytes(self)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: Any = None) -> Preferences:
+        """Read a file :meth:`save` wrote, checksum verified, nothing unpickled; with
+        ``env``, refuse a set of another env or tokenizer (:meth:`check_env`). Raises
+        :class:`PreferencesFileError` for a damaged file or one of another kind."""
+        return cls._from_file(path, str(path), env)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "<bytes>", env: Any = None) -> Preferences:
+        """Read :meth:`to_bytes`'s bytes; ``name`` labels them in error messages."""
+        return cls._from_file(bytes(data), name, env)
+
+    @classmethod
+    def _from_file(cls, source: str | os.PathLike | bytes, label: str, env: Any) -> Preferences:
+        from lfi_gym.agents import preference_files
+
+        fields = preference_files.read_fields(source, label)
+        try:
+            prefs = cls(**fields)
+        except PreferencesError as exc:
+            raise PreferencesFileError(f"{label}: {exc}") from None
+        if env is not None:
+            prefs.check_env(env)
+        return prefs
+
+    # -- TRL -----------------------------------------------------------------------------
+
+    def to_trl(self) -> datasets.Dataset:
+        """A TRL preference dataset (``prompt`` / ``chosen`` / ``rejected`` strings, plus
+        the exact token ids); ties are left out, with a warning. See
+        :mod:`lfi_gym.agents.preference_exchange`."""
+        from lfi_gym.agents.preference_exchange import to_trl
+
+        return to_trl(self)
+
+    @classmethod
+    def from_trl(cls, dataset: datasets.Dataset, env: Any, teacher: Any = None) -> Preferences:
+        """A set of ``env`` from a TRL preference dataset: :meth:`to_trl`'s exactly, or any
+        with ``prompt`` / ``chosen`` / ``rejected``, tokenized with the env's tokenizer. See
+        :mod:`lfi_gym.agents.preference_exchange`."""
+        from lfi_gym.agents.preference_exchange import fields_from_trl
+
+        return cls(**fields_from_trl(dataset, env, teacher))
+
+    # -- checks --------------------------------------------------------------------------
 
     def check_env(self, env: Any) -> None:
         """Refuse ``env`` (a text env, single or vector, or its id) unless the set came from
