@@ -24,6 +24,7 @@ from lfi_gym.agents.policies import MixturePolicy
 from lfi_gym.agents.ppo import PPO
 from lfi_gym.agents.preferences import Preferences, PreferencesError
 from lfi_gym.agents.reward_model import RewardModel
+from lfi_gym.agents.rlhf import RLHF
 from lfi_gym.agents.serialization import AgentFileError
 from lfi_gym.agents.teachers import QueryBudgetExhausted, SimulatedTeacher
 from lfi_gym.agents.threads import set_torch_threads
@@ -49,6 +50,7 @@ __all__ = [
     "DRIL",
     "LOLS",
     "PPO",
+    "RLHF",
     "AgentFileError",
     "AggreVaTeD",
     "BaseAgent",
