@@ -12,6 +12,7 @@ from lfi_gym.agents.bc import BC
 from lfi_gym.agents.dagger import DAgger
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.demofile import DemonstrationsFileError
+from lfi_gym.agents.dpo import DPO
 from lfi_gym.agents.dril import DRIL
 from lfi_gym.agents.evaluation import episode_returns, evaluate_ranker, rollout_return
 from lfi_gym.agents.guided import D2LOLS, LOLS, AggreVaTeD, PPOPlusPlus
@@ -47,6 +48,7 @@ __all__ = [
     "AGENTS",
     "BC",
     "D2LOLS",
+    "DPO",
     "DRIL",
     "LOLS",
     "PPO",

@@ -44,7 +44,7 @@ from lfi_gym.envs.validation import check_positive_int
 AGENT_FILE_VERSION = 2
 
 #: How ``lfi-gym compare`` budgets an agent (:attr:`BaseAgent.BUDGET_UNIT`).
-BUDGET_UNITS = ("expert_labels", "demonstrations", "env_steps")
+BUDGET_UNITS = ("expert_labels", "demonstrations", "env_steps", "preference_queries")
 
 
 class BaseAgent(ABC):
@@ -83,7 +83,8 @@ class BaseAgent(ABC):
     #: ``demonstrations=`` (expert data, as many labels as the curve point) and a fresh one
     #: is trained for each curve point (BC, DRIL). ``"env_steps"``: ``learn(n)`` takes ``n``
     #: env steps (tokens on text envs) of RL; an agent taking ``guide=`` gets BC trained on
-    #: the label budget (PPO, the guided agents, PGRank).
+    #: the label budget (PPO, the guided agents, PGRank). ``"preference_queries"``: the agent
+    #: takes ``preferences=`` (labelled pairs of completions) and learns offline (DPO).
     BUDGET_UNIT: ClassVar[str] = "env_steps"
     #: Whether the agent learns from the env's reward (counted as reward queries).
     USES_ENV_REWARD: ClassVar[bool] = True
