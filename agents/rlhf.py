@@ -140,7 +140,11 @@ class RLHF(BaseAgent):
         self.rl_kwargs = dict(rl_kwargs or {})
         for key in ("kl_coef", "guide", "seed", "device"):
             if key in self.rl_kwargs:
-                raise ValueError(f"give {key} to RLHF itself, not in rl_kwargs")
+                raise ValueError(
+                    f"rl_kwargs has {key}, which RLHF sets itself (the KL coefficient to the SFT "
+                    f"policy, its guide, seed and device): give it to RLHF, not in rl_kwargs "
+                    f"(e.g. {{k: v for k, v in TINYREVIEWS.items() if k != {key!r}}})"
+                )
         self.kl_coef = check_non_negative_float(kl_coef, "kl_coef")
         self.initial_pairs = check_positive_int(initial_pairs, "initial_pairs")
         self.pairs_per_refit = check_positive_int(pairs_per_refit, "pairs_per_refit")
