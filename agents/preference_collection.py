@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lfi_gym.agents.preference_common import PreferencesError, tokenizer_digest
+from lfi_gym.agents.preference_common import PreferencesError, set_fields, tokenizer_digest
 from lfi_gym.agents.rollouts import LEARNER, EpisodePlan, Segment, run_wave
 from lfi_gym.agents.teachers import SimulatedTeacher
 from lfi_gym.envs.text.task import TextTask
@@ -133,24 +133,18 @@ def collect_fields(
             "lower skip_threshold"
         )
     settings = teacher.settings() if callable(getattr(teacher, "settings", None)) else {}
-    return {
-        "env_id": task.name,
-        "tokenizer_digest": digest,
-        "prompts": rows["prompts"],
-        "completions_a": rows["a"],
-        "completions_b": rows["b"],
-        "prompt_ids": rows["prompt_ids"],
-        "completion_ids_a": rows["ids_a"],
-        "completion_ids_b": rows["ids_b"],
-        "labels": rows["labels"],
-        "teacher": {
+    return set_fields(
+        task.name,
+        digest,
+        rows,
+        {
             **settings,
             "queries": queries,
             "skipped": skipped,
             "tokens": tokens,
             "collection_seed": seed,
         },
-    }
+    )
 
 
 def _prompt_ids(segment: Segment, prompt_length: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["PreferencesError", "PreferencesFileError", "tokenizer_digest"]
+__all__ = ["PreferencesError", "PreferencesFileError", "set_fields", "tokenizer_digest"]
 
 
 class PreferencesError(ValueError):
@@ -33,3 +33,23 @@ def tokenizer_digest(tokenizer: Any) -> str:
     }
     blob = json.dumps({"vocab": vocab, "special": special}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def set_fields(
+    env_id: str, digest: str, rows: dict[str, Any], teacher: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``Preferences`` constructor's keywords from row lists keyed ``prompts``, ``a``,
+    ``b``, ``prompt_ids``, ``ids_a``, ``ids_b`` and ``labels`` (how collection and import
+    build their rows)."""
+    return {
+        "env_id": env_id,
+        "tokenizer_digest": digest,
+        "prompts": rows["prompts"],
+        "completions_a": rows["a"],
+        "completions_b": rows["b"],
+        "prompt_ids": rows["prompt_ids"],
+        "completion_ids_a": rows["ids_a"],
+        "completion_ids_b": rows["ids_b"],
+        "labels": rows["labels"],
+        "teacher": teacher,
+    }

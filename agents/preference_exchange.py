@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lfi_gym.agents.preference_collection import text_task
-from lfi_gym.agents.preference_common import PreferencesError, tokenizer_digest
+from lfi_gym.agents.preference_common import PreferencesError, set_fields, tokenizer_digest
 from lfi_gym.envs import codec
 from lfi_gym.envs.codec import CodecError
 
@@ -177,18 +177,12 @@ def fields_from_trl(dataset: Any, env: Any, teacher: Any = None) -> dict[str, An
             f"teacher must be a dict of metadata or a teacher with settings(), got "
             f"{type(teacher).__name__}"
         )
-    return {
-        "env_id": task.name,
-        "tokenizer_digest": digest,
-        "prompts": rows["prompts"],
-        "completions_a": rows["a"],
-        "completions_b": rows["b"],
-        "prompt_ids": rows["prompt_ids"],
-        "completion_ids_a": rows["ids_a"],
-        "completion_ids_b": rows["ids_b"],
-        "labels": rows["labels"],
-        "teacher": teacher,
-    }
+    return set_fields(
+        task.name,
+        digest,
+        rows,
+        teacher,
+    )
 
 
 def _check_columns(dataset: Any) -> None:
