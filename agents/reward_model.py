@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from lfi_gym.agents.files import atomic_write
 from lfi_gym.agents.preferences import Preferences, PreferencesError, tokenizer_digest
-from lfi_gym.agents.serialization import data_bytes, decode_value
+from lfi_gym.agents.serialization import data_bytes, decode_value, tensors_from_arrays
 from lfi_gym.envs.codec import CodecError, parse_json, tree_from_bytes
 from lfi_gym.envs.validation import check_positive_float, check_positive_int
 
@@ -393,8 +393,10 @@ class RewardModel:
                         raise ValueError("malformed optimizer state")
                     optimizer.load_state_dict(
                         {
-                            "state": {int(k): _tensors(v) for k, v in state["state"].items()},
-                            "param_groups": _tensors(state["param_groups"]),
+                            "state": {
+                                int(k): tensors_from_arrays(v) for k, v in state["state"].items()
+                            },
+                            "param_groups": tensors_from_arrays(state["param_groups"]),
                         }
                     )
         except (CodecError, TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
@@ -796,17 +798,6 @@ def _device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _tensors(value: Any) -> Any:
-    """Arrays of a decoded optimizer state back into tensors."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.array(value))
-    if isinstance(value, dict):
-        return {k: _tensors(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tensors(v) for v in value]
-    return value
 
 
 def _read_capped(file: Path, cap: int) -> bytes:

@@ -213,9 +213,9 @@ class AgentFileReader:
         try:
             if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
                 raise ValueError("expected 'state' and 'param_groups'")
-            per_parameter = {int(k): _tensors(v) for k, v in state["state"].items()}
+            per_parameter = {int(k): tensors_from_arrays(v) for k, v in state["state"].items()}
             optimizer.load_state_dict(
-                {"state": per_parameter, "param_groups": _tensors(state["param_groups"])}
+                {"state": per_parameter, "param_groups": tensors_from_arrays(state["param_groups"])}
             )
         except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
             problem = f"does not fit this {type(optimizer).__name__} ({exc})"
@@ -242,16 +242,16 @@ def _safetensors_header(data: bytes) -> dict[str, Any] | None:
     return header if isinstance(header, dict) else None
 
 
-def _tensors(value: Any) -> Any:
+def tensors_from_arrays(value: Any) -> Any:
     """Arrays back into tensors (optimizer states hold no numpy arrays of their own)."""
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.array(value))
     if isinstance(value, dict):
-        return {k: _tensors(v) for k, v in value.items()}
+        return {k: tensors_from_arrays(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_tensors(v) for v in value]
+        return [tensors_from_arrays(v) for v in value]
     if isinstance(value, tuple):
-        return tuple(_tensors(v) for v in value)
+        return tuple(tensors_from_arrays(v) for v in value)
     return value
 
 
