@@ -8,21 +8,20 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from paused_save import paused_save
 
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.demofile import DemonstrationsWriter
-from lfi_gym.agents.files import TEST_PAUSE_AFTER_VARIABLE, TEST_PAUSE_VARIABLE, atomic_write
+from lfi_gym.agents.files import atomic_write
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="pids, signals and umask are POSIX")
 
-TESTS = Path(__file__).parent
 FRAME = (64, 64, 4)  # 16 KiB a frame
 N_FRAMES = 1000  # a 16 MB file
 
@@ -69,33 +68,12 @@ def test_a_save_killed_mid_file_keeps_the_old_file_and_the_next_save_cleans_up(
     assert len(old_bytes) > N_FRAMES * np.prod(FRAME)
 
     # A second process saves new demonstrations over the file and stops half-way through.
-    marker = tmp_path / "paused"
     half = len(old_bytes) // 2
-    code = (
-        f"import sys; sys.path.insert(0, {str(TESTS)!r}); from test_files import big_demos; "
-        f"big_demos(1).save({str(path)!r})"
-    )
-    environment = {
-        **os.environ,
-        TEST_PAUSE_VARIABLE: str(marker),
-        TEST_PAUSE_AFTER_VARIABLE: str(half),
-    }
-    writer = subprocess.Popen(
-        [sys.executable, "-c", code], env=environment, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert writer.poll() is None, f"the writer exited early: {writer.stderr.read()}"
-            assert time.monotonic() < deadline, "the writer never reached the pause"
-            time.sleep(0.02)
+    code = f"from test_files import big_demos; big_demos(1).save({str(path)!r})"
+    with paused_save(code, tmp_path, half) as writer:
         (leftover,) = temporary_files(tmp_path)
         assert leftover.startswith(f".big.lfid.{writer.pid}.")
         assert (tmp_path / leftover).stat().st_size == half  # killed mid-file
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stderr.close()
     assert writer.returncode == -signal.SIGKILL
 
     assert path.read_bytes() == old_bytes  # the old file is intact

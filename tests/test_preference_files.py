@@ -7,21 +7,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from paused_save import paused_save
 from test_demofile_safety import assemble, edit_footer, split_sections
 
 from lfi_gym import envs
 from lfi_gym.agents.data import Demonstrations
 from lfi_gym.agents.demofile import DemonstrationsFileError
-from lfi_gym.agents.files import TEST_PAUSE_AFTER_VARIABLE, TEST_PAUSE_VARIABLE
 from lfi_gym.agents.preferences import (
     Preferences,
     PreferencesError,
@@ -30,7 +25,6 @@ from lfi_gym.agents.preferences import (
 )
 
 ENV_ID = "TextGen-TinyReviews-v0"
-TESTS = Path(__file__).parent
 
 
 def synthetic(n: int, seed: int, digest: str = "d" * 64) -> Preferences:
@@ -161,31 +155,10 @@ def test_an_interrupted_save_leaves_the_previous_file_intact(tmp_path):
     path = tmp_path / "big.lfip"
     synthetic(4000, 0).save(path)
     old = path.read_bytes()
-    marker, half = tmp_path / "paused", len(old) // 2
-    code = (
-        f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
-        "from test_preference_files import synthetic; "
-        f"synthetic(4000, 1).save({str(path)!r})"
-    )
-    environment = {
-        **os.environ,
-        TEST_PAUSE_VARIABLE: str(marker),
-        TEST_PAUSE_AFTER_VARIABLE: str(half),
-    }
-    writer = subprocess.Popen(
-        [sys.executable, "-c", code], env=environment, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert writer.poll() is None, f"the writer exited early: {writer.stderr.read()}"
-            assert time.monotonic() < deadline, "the writer never reached the pause"
-            time.sleep(0.02)
+    half = len(old) // 2
+    code = f"from test_preference_files import synthetic; synthetic(4000, 1).save({str(path)!r})"
+    with paused_save(code, tmp_path, half):
         (leftover,) = [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
         assert (tmp_path / leftover).stat().st_size == half  # killed mid-file
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        writer.stderr.close()
     assert path.read_bytes() == old
     assert_same(Preferences.load(path), synthetic(4000, 0))
