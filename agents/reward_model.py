@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from stable_baselines3.common.utils import get_device
 
 from lfi_gym.agents.files import atomic_write
 from lfi_gym.agents.preferences import Preferences, PreferencesError, tokenizer_digest
@@ -288,7 +289,7 @@ class RewardModel:
         rm.history = settings["history"]
         if (path / TRAINER_FILE).is_file():
             rm._load_trainer_state(path / TRAINER_FILE)
-        return rm.to(_device(device))
+        return rm.to(get_device(device))
 
     def to(self, device: str | torch.device) -> RewardModel:
         for model in self.models:
@@ -792,12 +793,6 @@ def _check_architecture(model: Any) -> None:
             f"and a linear `score` head on its base model (GPT-2, Llama, Mistral, Qwen); got "
             f"{type(model).__name__}"
         )
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _read_capped(file: Path, cap: int) -> bytes:
