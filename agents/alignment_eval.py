@@ -22,6 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from lfi_gym.agents.env_kinds import text_task
+from lfi_gym.agents.preference_collection import segment_prompt_ids
 from lfi_gym.agents.rollouts import LEARNER, EpisodePlan, run_wave
 from lfi_gym.envs.validation import check_positive_int
 
@@ -36,29 +38,26 @@ class Samples:
     """One completion per prompt: texts, the env's final observations, gold rewards."""
 
     prompts: list[str]
+    prompt_ids: list[np.ndarray]
     completions: list[str]
     completion_ids: list[np.ndarray]
     observations: dict[str, np.ndarray]  # the episodes' last observations, stacked
     gold: np.ndarray
 
 
-def _task(env: Any) -> Any:
-    task = getattr(getattr(env, "unwrapped", env), "task", None)
-    if task is None:
-        raise TypeError(f"needs a text env (TextGen-*), got {type(env).__name__}")
-    return task
-
-
 def sample(policy: Any, env: Any, n: int, seed: int = 0, num_envs: int = 32) -> Samples:
     """``n`` episodes of ``policy`` on ``env``'s prompts, row ``i`` seeded ``seed + i``
-    (the same prompts for every policy given the same ``seed``)."""
+    (the same prompts for every policy given the same ``seed``). ``env`` is a text env,
+    single (its task is run ``num_envs`` rows at a time) or vector (its own rows)."""
     from lfi_gym.envs.text import TextGenVectorEnv
 
     n = check_positive_int(n, "n")
-    task = _task(env)
-    vec = TextGenVectorEnv(task, min(check_positive_int(num_envs, "num_envs"), n))
+    task = text_task(env, "sampling a policy for evaluation needs a text env", TypeError)
+    vec = getattr(env, "unwrapped", env)
+    if not isinstance(vec, gym.vector.VectorEnv):
+        vec = TextGenVectorEnv(task, min(check_positive_int(num_envs, "num_envs"), n))
     p = task.prompt_length
-    prompts, completions, ids, finals, gold = [], [], [], [], []
+    prompts, prompt_ids, completions, ids, finals, gold = [], [], [], [], [], []
     while len(ids) < n:
         first = seed + len(ids)
         rows = min(vec.num_envs, n - len(ids))
@@ -67,16 +66,15 @@ def sample(policy: Any, env: Any, n: int, seed: int = 0, num_envs: int = 32) -> 
         for segment, episode_return in zip(
             wave.segments[:rows], wave.episode_returns[:rows], strict=True
         ):
-            start, final = segment.observations[0], segment.next_observation
-            prompt_ids = start["input_ids"][:p][start["attention_mask"][:p] == 1]
+            prompt_ids.append(segment_prompt_ids(segment, p))
             generated = np.asarray(segment.actions, dtype=np.int64)
-            prompts.append(task.decode_prompt(prompt_ids))
+            prompts.append(task.decode_prompt(prompt_ids[-1]))
             completions.append(task.decode_completion(generated))
             ids.append(generated)
-            finals.append(final)
+            finals.append(segment.next_observation)
             gold.append(float(episode_return))
     observations = {key: np.stack([f[key] for f in finals]) for key in finals[0]}
-    return Samples(prompts, completions, ids, observations, np.asarray(gold))
+    return Samples(prompts, prompt_ids, completions, ids, observations, np.asarray(gold))
 
 
 def sequence_kl(policy: Any, reference: Any, samples: Samples, batch_size: int = 64) -> np.ndarray:

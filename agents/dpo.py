@@ -47,7 +47,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.base import BaseAgent
-from lfi_gym.agents.env_kinds import row_env, row_spaces, single_spaces
+from lfi_gym.agents.env_kinds import row_env, row_spaces, single_spaces, text_task
 from lfi_gym.agents.learners import make_learner
 from lfi_gym.agents.lm_policy import LMPolicy
 from lfi_gym.agents.preferences import LABELS, Preferences, PreferencesError
@@ -614,10 +614,7 @@ def preferences_digest(preferences: Preferences) -> str:
 
 
 def _task(env: Any) -> Any:
-    task = getattr(getattr(row_env(env), "unwrapped", env), "task", None)
-    if task is None:
-        raise PreferencesError(f"DPO trains on text envs (TextGen-*); got {type(env).__name__}")
-    return task
+    return text_task(env, "DPO trains on text envs", PreferencesError)
 
 
 def _language_model(module: Any, env: Any, role: str) -> LMPolicy:

@@ -45,6 +45,19 @@ def row_env(env: Any) -> Any:
     return env
 
 
+def text_task(env: Any, refusal: str, error: type[Exception] = ValueError) -> Any:
+    """The ``TextTask`` of a text env: an env id, a single env (through wrappers), a
+    Gymnasium vector env or an SB3 ``DummyVecEnv`` of text envs. Any other env raises
+    ``error`` with ``refusal`` (what needs a text env) and the env's class."""
+    if isinstance(env, str):
+        env = gym.make(env)
+    base = getattr(row_env(env), "unwrapped", env)
+    task = getattr(base, "task", None)
+    if task is None or not hasattr(task, "tokenizer"):
+        raise error(f"{refusal} (TextGen-*); got {type(base).__name__}")
+    return task
+
+
 def refuse_vector_env(agent: str, env: Any, reason: str) -> None:
     """Raise a TypeError if ``env`` is a vector env: ``agent`` takes a single one because of
     ``reason``; the message names the single env to pass instead."""

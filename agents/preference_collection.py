@@ -14,27 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from lfi_gym.agents.env_kinds import text_task
 from lfi_gym.agents.preference_common import PreferencesError, set_fields, tokenizer_digest
 from lfi_gym.agents.rollouts import LEARNER, EpisodePlan, Segment, run_wave
 from lfi_gym.agents.teachers import SimulatedTeacher
-from lfi_gym.envs.text.task import TextTask
 from lfi_gym.envs.text.vector import TextGenVectorEnv
 from lfi_gym.envs.validation import check_positive_int, is_int
-
-
-def text_task(env: Any) -> TextTask:
-    """The :class:`TextTask` of a text env (an id, a single env or a vector env)."""
-    if isinstance(env, str):
-        import gymnasium as gym
-
-        env = gym.make(env)
-    base = getattr(env, "unwrapped", env)
-    task = getattr(base, "task", None)
-    if task is None or not hasattr(task, "tokenizer"):
-        raise ValueError(
-            f"preferences are collected on text envs (TextGen-*); got {type(base).__name__}"
-        )
-    return task
 
 
 def collect_fields(
@@ -70,7 +55,7 @@ def collect_fields(
             f"teacher must answer label(rewards_a, rewards_b) (a SimulatedTeacher); got "
             f"{type(teacher).__name__}"
         )
-    task = text_task(env)
+    task = text_task(env, "preferences are collected on text envs")
     digest = tokenizer_digest(task.tokenizer)
     policy_tokenizer = getattr(policy, "tokenizer", None)
     if policy_tokenizer is not None and tokenizer_digest(policy_tokenizer) != digest:
@@ -108,7 +93,7 @@ def collect_fields(
             if label is None:
                 skipped += 1
                 continue
-            prompt_ids = _prompt_ids(first, task.prompt_length)
+            prompt_ids = segment_prompt_ids(first, task.prompt_length)
             ids_a, ids_b = _completion_ids(first), _completion_ids(second)
             rows["prompts"].append(task.decode_prompt(prompt_ids))
             rows["a"].append(task.decode_completion(ids_a))
@@ -147,8 +132,9 @@ def collect_fields(
     )
 
 
-def _prompt_ids(segment: Segment, prompt_length: int) -> np.ndarray:
-    """The prompt's tokens: the left-padded prompt part of the first observation."""
+def segment_prompt_ids(segment: Segment, prompt_length: int) -> np.ndarray:
+    """The prompt's tokens of a text episode's segment: the left-padded prompt part of its
+    first observation."""
     observation = segment.observations[0]
     ids = np.asarray(observation["input_ids"][:prompt_length], dtype=np.int64)
     mask = np.asarray(observation["attention_mask"][:prompt_length])

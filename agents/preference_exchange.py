@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lfi_gym.agents.preference_collection import text_task
+from lfi_gym.agents.env_kinds import text_task
 from lfi_gym.agents.preference_common import PreferencesError, set_fields, tokenizer_digest
 from lfi_gym.envs import codec
 from lfi_gym.envs.codec import CodecError
@@ -123,7 +123,7 @@ def fields_from_trl(dataset: Any, env: Any, teacher: Any = None) -> dict[str, An
     ``teacher`` (a dict, or a teacher with ``settings()``) records who labelled the rows; by
     default the dataset's own lfi-gym metadata, else ``{"source": "TRL dataset"}``."""
     _check_columns(dataset)
-    task = text_task(env)
+    task = text_task(env, "preferences are collected on text envs")
     digest = tokenizer_digest(task.tokenizer)
     metadata = _metadata(dataset)
     exact = (

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lfi_gym.agents.env_kinds import text_task
 from lfi_gym.agents.preference_common import (
     PreferencesError,
     PreferencesFileError,
@@ -262,12 +263,7 @@ class Preferences:
         if isinstance(env, str):
             env_id, digest = env, None
         else:
-            base = getattr(env, "unwrapped", env)
-            task = getattr(base, "task", None)
-            if task is None or not hasattr(task, "tokenizer"):
-                raise PreferencesError(
-                    f"preferences are for text envs (TextGen-*); got {type(base).__name__}"
-                )
+            task = text_task(env, "preferences are for text envs", PreferencesError)
             env_id, digest = task.name, tokenizer_digest(task.tokenizer)
         self._check_same_source(env_id, digest, "the env")
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from stable_baselines3.common.utils import get_device
 
+from lfi_gym.agents.env_kinds import text_task
 from lfi_gym.agents.files import atomic_write
 from lfi_gym.agents.preferences import Preferences, PreferencesError, tokenizer_digest
 from lfi_gym.agents.serialization import data_bytes, decode_value, tensors_from_arrays
@@ -72,6 +73,10 @@ TRAINER_BYTES_PER_PARAMETER_BYTE = 4
 DEFAULT_EPOCHS = 4
 DEFAULT_LEARNING_RATE = 1e-4
 DEFAULT_BATCH_SIZE = 32
+
+
+#: What a non-text env is told.
+_NOT_TEXT = "reward models are for text envs"
 
 
 class RewardModelError(ValueError):
@@ -209,7 +214,7 @@ class RewardModel:
         tokenizer = getattr(policy, "tokenizer", None)
         env_id = None
         if env is not None:
-            task = _task_of(env)
+            task = text_task(env, _NOT_TEXT, RewardModelError)
             env_id = task.name
             if tokenizer is not None and tokenizer_digest(tokenizer) != tokenizer_digest(
                 task.tokenizer
@@ -418,7 +423,7 @@ class RewardModel:
 
     def check_env(self, env: gym.Env | gym.vector.VectorEnv) -> None:
         """:meth:`check_task` on a text env (single or vector)."""
-        self.check_task(_task_of(env))
+        self.check_task(text_task(env, _NOT_TEXT, RewardModelError))
 
     def _check_preferences(self, preferences: Any, what: str) -> None:
         if not isinstance(preferences, Preferences):
@@ -714,33 +719,12 @@ class RewardModel:
         ``env``'s prompts, seeded ``seed, seed + 1, ...`` per episode (Ziegler et al. 2019).
         ``env`` is a text env, single or vector; a single env's task is run ``num_envs``
         rows at a time."""
-        from lfi_gym.agents.rollouts import LEARNER, EpisodePlan, run_wave
-        from lfi_gym.envs.text import TextGenVectorEnv
+        from lfi_gym.agents.alignment_eval import sample
 
         check_positive_int(n, "n")
         self.check_env(env)
-        base = getattr(env, "unwrapped", env)
-        vec = base if isinstance(base, gym.vector.VectorEnv) else None
-        if vec is None:
-            vec = TextGenVectorEnv(_task_of(env), min(check_positive_int(num_envs, "num_envs"), n))
-        task = _task_of(vec)
-        p = task.prompt_length
-        prompts: list[np.ndarray] = []
-        completions: list[np.ndarray] = []
-        while len(completions) < n:
-            rows = vec.num_envs
-            first = seed + len(completions)
-            wave = run_wave(
-                vec,
-                {LEARNER: policy},
-                [EpisodePlan(LEARNER, LEARNER, 0)] * rows,
-                list(range(first, first + rows)),
-            )
-            for segment in wave.segments:
-                start = segment.observations[0]
-                prompts.append(start["input_ids"][:p][start["attention_mask"][:p] == 1])
-                completions.append(np.asarray(segment.actions, dtype=np.int64))
-        return self.center(prompt_ids=prompts[:n], completion_ids=completions[:n])
+        samples = sample(policy, env, n, seed=seed, num_envs=num_envs)
+        return self.center(prompt_ids=samples.prompt_ids, completion_ids=samples.completion_ids)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -766,16 +750,6 @@ def _token_ids(values: Any, row: int) -> np.ndarray:
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer) or array.min() < 0:
         raise RewardModelError(f"row {row}: token ids must be a 1-D list of ints >= 0")
     return array.astype(np.int64)
-
-
-def _task_of(env: Any) -> Any:
-    base = getattr(env, "unwrapped", env)
-    task = getattr(base, "task", None)
-    if task is None or not hasattr(task, "tokenizer"):
-        raise RewardModelError(
-            f"reward models are for text envs (TextGen-*); got {type(base).__name__}"
-        )
-    return task
 
 
 def _check_architecture(model: Any) -> None:
