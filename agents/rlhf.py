@@ -13,7 +13,8 @@ KL penalty to the SFT policy (Christiano et al. 2017; Stiennon et al. 2020; Ouya
   pair so far, until the teacher's query budget is spent (RL goes on with the last model).
 
 The reward model starts from the SFT policy's transformer (:meth:`RewardModel.from_policy`)
-and is centred to mean 0 on the SFT policy's samples after every fit (Ziegler et al. 2019).
+and is centred to mean 0 on the SFT policy's samples (drawn once) after every fit
+(Ziegler et al. 2019).
 The RL step is PPO, PPO++ or AggreVaTeD (their classes, unchanged) on the same env with the
 reward model as its reward; it starts from a copy of the SFT policy, which is also its KL
 reference and, for PPO++ and AggreVaTeD, its guide (as in Chang et al. 2023's RLHF runs).
@@ -33,6 +34,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
+from lfi_gym.agents.alignment_eval import sample
 from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.guided import AggreVaTeD, PPOPlusPlus
 from lfi_gym.agents.learners import make_learner
@@ -184,6 +186,7 @@ class RLHF(BaseAgent):
         self.collection_tokens = 0
         self._iterations_since_refit = 0
         self._fitted = False
+        self._sft_samples: Any = None  # what every fit is centred on, sampled once
 
     @property
     def policy(self) -> torch.nn.Module:
@@ -249,7 +252,12 @@ class RLHF(BaseAgent):
             learning_rate=self.rm_learning_rate,
             batch_size=self.rm_batch_size,
         )
-        self.reward_model.center_on(self.sft, self.env, n=self.center_samples, seed=0)
+        if self._sft_samples is None:  # the SFT policy is frozen: one sample serves every fit
+            self._sft_samples = sample(self.sft, self.env, self.center_samples, seed=0)
+        self.reward_model.center(
+            prompt_ids=self._sft_samples.prompt_ids,
+            completion_ids=self._sft_samples.completion_ids,
+        )
         self._iterations_since_refit = 0
         self._fitted = True
         history = self.reward_model.history[-1]
