@@ -49,20 +49,22 @@ def copy_of(policy: Any) -> Any:
     return copy.deepcopy(policy)
 
 
-def run_seed(args: argparse.Namespace, seed: int) -> dict[str, list[dict]]:
+def run_seed(args: argparse.Namespace, seed: int, results: dict[str, list[dict]]) -> None:
+    """Run every row of one seed, appending each to ``results`` and saving it to
+    ``--out`` as soon as it is measured (a killed run keeps what it finished)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from tinyreviews_rl import train_guide
 
     env = gym.make(ENV_ID)
     sft = train_guide(ENV_ID, seed, args.bc_labels, 3).policy.requires_grad_(False)
-    rows: dict[str, list[dict]] = {}
 
     def record(name: str, policy: Any, seconds: float, **extra: Any) -> None:
         metrics = alignment_metrics(
             policy, sft, env, n=args.eval, seed=10_000 + seed, reward_model=extra.pop("rm", None)
         )
         row = {"seed": seed, "wall_s": seconds, **metrics, **extra}
-        rows.setdefault(name, []).append(row)
+        results.setdefault(name, []).append(row)
+        save(args, results)
         print(f"{name} seed {seed}: {json.dumps(row)}", flush=True)
 
     record("SFT", sft, 0.0)
@@ -108,7 +110,12 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, list[dict]]:
         )
         dpo.learn(args.dpo_epochs * n)
         record(f"DPO ({n} pairs)", dpo.policy, time.perf_counter() - started, pairs=n)
-    return rows
+
+
+def save(args: argparse.Namespace, results: dict[str, list[dict]]) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
 def mean_ci(values: list[float]) -> str:
@@ -170,13 +177,9 @@ def main() -> None:
         print_table(results)
         return
     torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    results: dict[str, list[dict]] = {}
     for seed in args.seeds:
-        for name, rows in run_seed(args, seed).items():
-            results.setdefault(name, []).extend(rows)
-        (out / "results.json").write_text(json.dumps(results, indent=1))
+        run_seed(args, seed, results)
     print_table(results)
 
 
