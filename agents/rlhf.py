@@ -78,6 +78,8 @@ class RLHF(BaseAgent):
         center_samples: SFT completions the reward is centred on.
     """
 
+    #: ``lfi-gym compare`` budgets it in labelled pairs (its tokens are reported too).
+    BUDGET_UNIT = "preference_queries"
     FAMILIES = frozenset({"text"})
     #: It learns from preferences (counted as preference queries), not the env's reward.
     USES_ENV_REWARD = False
