@@ -42,6 +42,8 @@ AGENTS: dict[str, type[BaseAgent]] = {
     "aggrevated": AggreVaTeD,
     "lols": LOLS,
     "d2lols": D2LOLS,
+    "rlhf": RLHF,
+    "dpo": DPO,
 }
 
 __all__ = [

@@ -509,6 +509,9 @@ def _tables(results: Any) -> list[Table]:
         if text:
             table.add_column("tokens", justify="right")
         table.add_column("reward queries", justify="right")
+        preferences = any(r["budgets"].get("preference_queries", 0) for r in rows.values())
+        if preferences:
+            table.add_column("preference queries", justify="right")
         table.add_column("wall time (s)", justify="right")
         scale = max((abs(r["score_mean"]) for r in rows.values()), default=0.0)
         digits = 3 if scale < 10 else 1
@@ -522,6 +525,7 @@ def _tables(results: Any) -> list[Table]:
                 f"{budgets['env_steps']:.0f}",
                 *([f"{budgets['tokens']:.0f}"] if text else []),
                 f"{budgets['reward_queries']:.0f}",
+                *([f"{budgets['preference_queries']:.0f}"] if preferences else []),
                 f"{row['wall_time_s']:.1f}",
             ]
             dim = row["reference"] and name not in entry.agents

@@ -6,7 +6,10 @@ per curve point for agents trained afresh at each point, BC and DRIL; one per cu
 those trained incrementally, DAgger; one per run for RL), plus the reference policies
 (random, expert, zero-shot) on each env with each seed. Any agent runs through its
 declared budget unit (:attr:`lfi_gym.agents.BaseAgent.BUDGET_UNIT`); nothing per agent is
-written here. Jobs run in this process, a local process pool or on Ray
+written here. Agents that learn from preferences (RLHF, DPO) get the BC model of the label
+budget (the SFT step) and ``preference_queries`` pairs of its completions labelled by a
+perfect simulated teacher (the env's own reward): the same pairs for every such agent of a
+seed. Jobs run in this process, a local process pool or on Ray
 (:mod:`lfi_gym.executors`); each job's record is written to ``DIR/jobs/<key>.json`` as it
 finishes, keyed by a hash of its full configuration and the lfi-gym version, so the same
 command run again skips finished jobs (a killed sweep resumes) and a changed setting
@@ -28,6 +31,7 @@ stratified bootstrap CI, performance profiles and the probability of improvement
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -64,9 +68,11 @@ MAX_JOB_FILE_BYTES = 16 * 2**20
 #: RL env steps (tokens on text envs) when an agent's settings give no ``total_timesteps``.
 DEFAULT_RL_TIMESTEPS = 10_000
 #: Settings the harness reads itself; every other setting goes to the agent's constructor.
-HARNESS_SETTINGS = ("total_timesteps", "env_kwargs")
+HARNESS_SETTINGS = ("total_timesteps", "env_kwargs", "preference_queries")
+#: Labelled pairs a preference agent gets when its settings give no ``preference_queries``.
+DEFAULT_PREFERENCE_QUERIES = 1000
 #: Budgets every record carries (tokens: env steps on text envs, else 0).
-BUDGET_KEYS = ("expert_labels", "env_steps", "tokens", "reward_queries")
+BUDGET_KEYS = ("expert_labels", "env_steps", "tokens", "reward_queries", "preference_queries")
 
 #: ``on_job(description, finished, seconds)``: progress of the sweep, called when a job
 #: starts (finished=False) and ends (finished=True), and for skipped jobs (seconds=None).
@@ -151,7 +157,9 @@ def plan_jobs(
             name, cls = resolve_agent(spec)
             check_family(name, cls, entry.env_id)
             settings = dict(entry.agent_kwargs.get(spec, entry.agent_kwargs.get(name, {})))
-            guide = dict(entry.agent_kwargs.get("bc", {})) if _takes(cls, "guide") else None
+            # The BC model of the label budget: a guided agent's guide, a preference agent's SFT.
+            needs_bc = _takes(cls, "guide") or cls.BUDGET_UNIT == "preference_queries"
+            guide = dict(entry.agent_kwargs.get("bc", {})) if needs_bc else None
             for seed in seeds:
                 if cls.BUDGET_UNIT == "demonstrations":
                     for point in entry.curve_points:
@@ -355,6 +363,18 @@ def _train(cls: type, entry: SuiteEntry, payload: Mapping[str, Any], seed: int):
                     f"curve point {point} ({labels} labels) on {entry.env_id}"
                 )
             yield point, agent, _budgets(agent, entry), time.perf_counter() - start
+    elif unit == "preference_queries":
+        env = gym.make(entry.env_id, **{**entry.env_kwargs, **(rl_env_kwargs or {})})
+        start = time.perf_counter()
+        sft = _fit_guide(entry, payload["guide_settings"], seed, device)
+        n_pairs = settings.pop("preference_queries", DEFAULT_PREFERENCE_QUERIES)
+        preferences = _preferences(env, sft.policy, n_pairs, seed)
+        policy = copy.deepcopy(sft.policy)  # DPO trains the policy it is given
+        agent = cls(env, policy, preferences=preferences, **common, **settings)
+        agent.learn(total or DEFAULT_RL_TIMESTEPS)
+        used = [_budgets(agent, entry), _budgets(sft, entry), _collection_budgets(preferences)]
+        budgets = {k: sum(b[k] for b in used) for k in BUDGET_KEYS}
+        yield payload["points"][0], agent, budgets, time.perf_counter() - start
     else:
         env = gym.make(entry.env_id, **{**entry.env_kwargs, **(rl_env_kwargs or {})})
         start = time.perf_counter()
@@ -371,6 +391,26 @@ def _train(cls: type, entry: SuiteEntry, payload: Mapping[str, Any], seed: int):
         budgets = {k: v + guide_budgets[k] for k, v in _budgets(agent, entry).items()}
         point = payload["points"][0] if payload["points"] else 0
         yield point, agent, budgets, time.perf_counter() - start
+
+
+def _preferences(env: gym.Env, policy: Any, n_pairs: Any, seed: int) -> Any:
+    """``n_pairs`` pairs of ``policy``'s completions on ``env``'s prompts, labelled by a
+    perfect simulated teacher (the env's reward): the same pairs for every preference agent
+    of a seed."""
+    import torch
+
+    from lfi_gym.agents import Preferences, SimulatedTeacher
+
+    n_pairs = check_positive_int(n_pairs, "preference_queries")
+    torch.manual_seed(seed)  # the policy samples with torch's global generator
+    return Preferences.collect(env, policy, n_pairs, SimulatedTeacher(seed=seed), seed=seed)
+
+
+def _collection_budgets(preferences: Any) -> dict[str, int]:
+    """The tokens sampled to collect ``preferences`` (every sampled pair's; the pairs
+    themselves are the agent's own ``preference_queries``)."""
+    tokens = int(preferences.teacher["tokens"])
+    return {k: 0 for k in BUDGET_KEYS} | {"env_steps": tokens, "tokens": tokens}
 
 
 def _demonstrations(entry: SuiteEntry, point: int, seed: int) -> Any:
@@ -426,6 +466,7 @@ def _budgets(agent: Any, entry: SuiteEntry) -> dict[str, int]:
         "env_steps": steps,
         "tokens": steps if env_family(entry.env_id) == "text" else 0,
         "reward_queries": int(used.get("reward_queries", 0)),
+        "preference_queries": int(used.get("preference_queries", 0)),
     }
 
 
@@ -682,8 +723,9 @@ class CompareResults:
                 finals = [float(np.mean(points[-1]["scores"])) for points in curve.values()]
                 normalized = list(self.normalized(entry, name).values())
                 first = next(iter(curve.values()))
+                # .get: records written before a budget existed did not spend it
                 budgets = {
-                    k: float(np.mean([points[-1]["budgets"][k] for points in curve.values()]))
+                    k: float(np.mean([p[-1]["budgets"].get(k, 0) for p in curve.values()]))
                     for k in BUDGET_KEYS
                 }
                 matrix = np.array(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lfi_gym.agents.dpo import TINYREVIEWS as DPO_TINYREVIEWS
 from lfi_gym.agents.ppo import TINYREVIEWS as PPO_TINYREVIEWS
 from lfi_gym.envs.validation import check_positive_int
 
@@ -245,6 +246,35 @@ TINYREVIEWS = SuiteEntry(
     ),
 )
 
+# Learning from preferences on TinyReviews: BC is the SFT step; RLHF (PPO on a Bradley-Terry
+# reward model, RLHF's default KL of 0.05 to SFT) and DPO learn from 1,000 pairs of SFT
+# completions labelled by a perfect simulated teacher (the lexicon reward), the same pairs for
+# both; PPO on the gold reward from the shipped LM is the reference point. RLHF runs 10k
+# tokens of RL as PPO does, DPO 3 passes over its pairs. benchmarks/rlhf_tinyreviews.py runs
+# 300 to 3,000 pairs, with gold-reward PPO from the SFT model.
+TINYREVIEWS_PREFERENCES = dataclasses.replace(
+    TINYREVIEWS,
+    agents=("zero-shot", "bc", "ppo", "rlhf", "dpo"),
+    curve_points=(960,),
+    agent_kwargs={
+        "zero-shot": {"policy": "LMPolicy"},
+        "bc": {"policy": "LMPolicy", "batch_size": 32},
+        **_text_rl(("ppo",), total_timesteps=10_000),
+        "rlhf": {
+            "preference_queries": 1000,
+            "total_timesteps": 10_000,
+            "env_kwargs": {"split": "train"},
+            "rl_kwargs": {k: v for k, v in PPO_TINYREVIEWS.items() if k != "kl_coef"},
+        },
+        "dpo": {
+            "preference_queries": 1000,
+            "total_timesteps": 3 * 1000,
+            "env_kwargs": {"split": "train"},
+            **DPO_TINYREVIEWS,
+        },
+    },
+)
+
 # Concept-to-text, where a reward is hard to find by sampling: zero-shot, BC (the shipped
 # LM fine-tuned on references written by the reference oracle for train prompts), and RL
 # from the shipped LM on train prompts with TinyReviews' CPU preset and 6k tokens, PPO++
@@ -369,6 +399,7 @@ ATARI_IMITATION_ALE = tuple(
 
 SUITES: dict[str, tuple[SuiteEntry, ...]] = {
     "default": (CARTPOLE, TINYREVIEWS, TINYCONCEPTS, RANK_SYNTHETIC, MINATAR_BREAKOUT),
+    "preferences": (TINYREVIEWS_PREFERENCES,),
     "atari-imitation": ATARI_IMITATION,
     "atari-imitation-ale": ATARI_IMITATION_ALE,
 }

@@ -347,6 +347,20 @@ SAVED_HYPERPARAMETERS = {
     "aggrevated": PPO_HYPERPARAMETERS | {"restart_horizon", "beta"},
     "lols": PPO_HYPERPARAMETERS | {"restart_horizon", "tau", "ppo_beta", "aggrevated_beta"},
     "d2lols": PPO_HYPERPARAMETERS | {"restart_horizon", "tau", "ppo_beta", "aggrevated_beta"},
+    "rlhf": {
+        "rl",
+        "kl_coef",
+        "initial_pairs",
+        "pairs_per_refit",
+        "refit_every",
+        "n_models",
+        "bootstrap",
+        "rm_epochs",
+        "rm_learning_rate",
+        "rm_batch_size",
+        "center_samples",
+    },
+    "dpo": {"beta", "learning_rate", "batch_size", "max_grad_norm", "warmup_steps"},
 }
 
 

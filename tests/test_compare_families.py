@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import torch
 
 from lfi_gym import agents
 from lfi_gym.compare import run_compare
@@ -135,3 +136,79 @@ def test_ranking_entry_trains_the_plackett_luce_policy() -> None:
     assert point["budgets"]["expert_labels"] == 100
     # Scored by NDCG@10, in [0, 1], not by the DCG return.
     assert entry.metric == "ndcg@10" and all(0 < s <= 1 for s in point["scores"])
+
+
+def test_preference_entry_gives_rlhf_and_dpo_the_same_sft_model_and_pairs(monkeypatch) -> None:
+    """The "preferences" suite: RLHF and DPO of a seed start from the same BC (SFT) model and
+    learn from the same labelled pairs of its completions; their records carry the pairs as
+    preference queries and every token sampled (collection included), and the table shows
+    the preference queries."""
+    from lfi_gym.cli import _tables
+    from lfi_gym.suites import get_suite
+
+    (base,) = get_suite("preferences")
+    assert {"rlhf", "dpo"} <= set(base.agents)
+    tiny_rl = {"n_steps": 8, "n_envs": 2, "batch_size": 8, "n_epochs": 1}
+    entry = dataclasses.replace(
+        base,
+        label_budget=8,
+        curve_points=(8,),
+        eval_episodes=2,
+        n_epochs=1,
+        env_kwargs={"max_new_tokens": 4, "split": "validation"},
+        agents=("rlhf", "dpo"),
+        agent_kwargs={
+            "bc": {"policy": "LMPolicy", "batch_size": 4},
+            "rlhf": {
+                **base.agent_kwargs["rlhf"],
+                "preference_queries": 6,
+                "total_timesteps": 16,
+                "rl_kwargs": tiny_rl,
+                "rm_epochs": 1,
+                "center_samples": 4,
+            },
+            "dpo": {**base.agent_kwargs["dpo"], "preference_queries": 6, "total_timesteps": 12},
+        },
+    )
+    given = {}
+    for cls in (agents.RLHF, agents.DPO):
+
+        def spy(self, env, policy, *, preferences, _init=cls.__init__, **kwargs):
+            weights = [p.detach().clone() for p in policy.parameters()]
+            given[type(self).__name__] = (env.unwrapped.task.split, weights, preferences)
+            _init(self, env, policy, preferences=preferences, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", spy)
+    results = run_compare([entry], seeds=[3])
+
+    (split_r, sft_r, pairs_r), (split_d, sft_d, pairs_d) = given["RLHF"], given["DPO"]
+    assert split_r == split_d == "train"
+    assert all(torch.equal(a, b) for a, b in zip(sft_r, sft_d, strict=True))
+    assert len(pairs_r) == 6 and pairs_r.labels.tolist() == pairs_d.labels.tolist()
+    assert pairs_r.prompts == pairs_d.prompts
+    for side in ("completion_ids_a", "completion_ids_b"):
+        mine, theirs = getattr(pairs_r, side), getattr(pairs_d, side)
+        assert all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True))
+    # The SFT model is BC's of the label budget, not the shipped LM.
+    zero_shot = agents.make_learner("LMPolicy", *_spaces(entry), None, "cpu")
+    assert not all(torch.equal(a, b) for a, b in zip(sft_r, zero_shot.parameters(), strict=True))
+
+    collected = int(pairs_r.teacher["tokens"])
+    assert collected >= 6 * 2  # two completions per pair, at least one token each
+    rlhf = results.curve(entry.env_id, "rlhf")[3][0]["budgets"]
+    dpo = results.curve(entry.env_id, "dpo")[3][0]["budgets"]
+    assert rlhf["preference_queries"] == dpo["preference_queries"] == 6
+    assert rlhf["expert_labels"] == dpo["expert_labels"] == 8  # the SFT model's labels
+    assert dpo["tokens"] == dpo["env_steps"] == collected  # DPO samples nothing itself
+    assert rlhf["tokens"] == rlhf["env_steps"] and rlhf["env_steps"] - collected >= 16
+    assert rlhf["reward_queries"] == dpo["reward_queries"] == 0
+
+    (table,) = _tables(results)[:1]
+    assert "preference queries" in [column.header for column in table.columns]
+
+
+def _spaces(entry):
+    import gymnasium as gym
+
+    env = gym.make(entry.env_id, **entry.env_kwargs)
+    return env.observation_space, env.action_space

@@ -25,6 +25,7 @@ MUST_RUN = (
     {(agent, family) for agent in ("bc", "dagger") for family in ENVS}
     | {(agent, family) for agent in RL for family in ("control", "text", "ranking")}
     | {("dril", "control"), ("dril", "atari"), ("pgrank", "ranking")}
+    | {("rlhf", "text"), ("dpo", "text")}
 )
 
 # Tiny budgets: the test checks that each cell runs and spends its budget, not learning.
@@ -45,6 +46,17 @@ def tiny_settings(agent: str, family: str) -> dict:
             "ensemble_size": 2,
             "rl_kwargs": {"n_steps": 8},
         }
+    if agent == "rlhf":
+        rl = {"n_envs": 2, "n_steps": 8, "batch_size": 8, "n_epochs": 1}
+        return {
+            "total_timesteps": RL_STEPS[family],
+            "preference_queries": 4,
+            "rl_kwargs": rl,
+            "rm_epochs": 1,
+            "center_samples": 4,
+        }
+    if agent == "dpo":
+        return {"total_timesteps": 8, "preference_queries": 4, "batch_size": 2}
     if agent == "pgrank":
         return {"total_timesteps": RL_STEPS[family], "n_samples": 2, "queries_per_update": 2}
     return {
@@ -92,6 +104,9 @@ def test_every_agent_runs_or_is_refused_on_every_family(agent: str, family: str)
     budgets = curve[-1]["budgets"]
     if cls.BUDGET_UNIT in ("demonstrations", "expert_labels"):
         assert [p["budgets"]["expert_labels"] for p in curve] == [4, 8]
+    elif cls.BUDGET_UNIT == "preference_queries":  # from the BC (SFT) model of 8 labels
+        assert budgets["preference_queries"] == 4 and budgets["expert_labels"] == 8
+        assert budgets["env_steps"] >= 4 * 2  # two completions of at least a token per pair
     else:
         assert budgets["env_steps"] >= entry.agent_kwargs[agent]["total_timesteps"]
         guided = agent in RL[1:]  # PPO++, AggreVaTeD, LOLS, D2LOLS: BC guide on 8 labels
