@@ -347,21 +347,24 @@ class RewardModel:
         for sub, model in zip(subdirs, self.models, strict=True):
             model.save_pretrained(path / sub if sub else path)
         self.tokenizer.save_pretrained(path)
-        trainer = {
-            "rngs": [rng.bit_generator.state for rng in self._rngs],
-            "optimizers": None
-            if self._optimizers is None
-            else [optimizer.state_dict() for optimizer in self._optimizers],
-        }
         with atomic_write(path / TRAINER_FILE) as handle:
-            handle.write(data_bytes(trainer))
-        settings = {
+            handle.write(self._trainer_bytes())
+        with atomic_write(path / SETTINGS_FILE) as handle:
+            handle.write(json.dumps(self._settings(), indent=2).encode() + b"\n")
+        return path
+
+    # What save_pretrained writes besides the weights, as values and bytes, so that a
+    # reward model can also be stored inside another file (an RLHF agent file).
+
+    def _settings(self) -> dict[str, Any]:
+        """:data:`SETTINGS_FILE`'s content (JSON-able)."""
+        return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "env_id": self.env_id,
             "tokenizer_digest": self.tokenizer_digest,
             "n_models": self.n_models,
-            "members": subdirs,
+            "members": [""] + [f"member-{k}" for k in range(1, self.n_models)],
             "offset": self.offset,
             "seed": self.seed,
             "bootstrap": self.bootstrap,
@@ -370,16 +373,49 @@ class RewardModel:
             "learning_rate": self.learning_rate,
             "history": self.history,
         }
-        with atomic_write(path / SETTINGS_FILE) as handle:
-            handle.write(json.dumps(settings, indent=2).encode() + b"\n")
-        return path
+
+    def _restore_settings(self, settings: Any, label: str) -> None:
+        """Take the offset, training progress and settings of :meth:`_settings`'s output
+        (checked) into this reward model, whose members and tokenizer must be the same."""
+        _check_settings(settings, label)
+        if settings["tokenizer_digest"] != self.tokenizer_digest:
+            raise RewardModelError(f"{label}: saved with another tokenizer than this one's")
+        if settings["n_models"] != self.n_models:
+            raise RewardModelError(
+                f"{label}: {settings['n_models']} member(s), this reward model has {self.n_models}"
+            )
+        self.env_id = settings["env_id"]
+        self.offset = float(settings["offset"])
+        self.seed = settings["seed"]
+        self.bootstrap = settings["bootstrap"]
+        self.batch_size = settings["batch_size"]
+        self.epochs_done = settings["epochs_done"]
+        self.learning_rate = settings["learning_rate"]
+        self.history = settings["history"]
+
+    def _trainer_bytes(self) -> bytes:
+        """:data:`TRAINER_FILE`'s bytes: the members' RNG and optimizer states."""
+        trainer = {
+            "rngs": [rng.bit_generator.state for rng in self._rngs],
+            "optimizers": None
+            if self._optimizers is None
+            else [optimizer.state_dict() for optimizer in self._optimizers],
+        }
+        return data_bytes(trainer)
+
+    def _trainer_cap(self) -> int:
+        """The most bytes a trainer state of this reward model may take (Adam: two moments)."""
+        parameter_bytes = sum(p.numel() * p.element_size() for p in self.parameters())
+        return TRAINER_BYTES_PER_PARAMETER_BYTE * parameter_bytes + MAX_JSON_BYTES
 
     def _load_trainer_state(self, file: Path) -> None:
-        parameter_bytes = sum(p.numel() * p.element_size() for p in self.parameters())
-        cap = TRAINER_BYTES_PER_PARAMETER_BYTE * parameter_bytes + MAX_JSON_BYTES
-        data = _read_capped(file, cap)
+        self._restore_trainer_state(_read_capped(file, self._trainer_cap()), str(file))
+
+    def _restore_trainer_state(self, data: bytes, label: str) -> None:
+        """Restore :meth:`_trainer_bytes`'s states (``label`` names the source in errors)."""
+        cap = self._trainer_cap()
         try:
-            trainer = tree_from_bytes(data, max_bytes=cap, label=str(file))
+            trainer = tree_from_bytes(data, max_bytes=cap, label=label)
             if not isinstance(trainer, dict) or set(trainer) != {"rngs", "optimizers"}:
                 raise ValueError("expected 'rngs' and 'optimizers'")
             rngs = trainer["rngs"]
@@ -406,7 +442,7 @@ class RewardModel:
                         }
                     )
         except (CodecError, TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
-            raise RewardModelError(f"{file}: malformed trainer state ({e})") from None
+            raise RewardModelError(f"{label}: malformed trainer state ({e})") from None
 
     # -- the env and the data -------------------------------------------------------------
 
@@ -828,11 +864,17 @@ def _read_settings(path: Path) -> dict[str, Any]:
             "plain transformers classifier with lfi_gym.envs.text.rewards.SequenceClassifierReward"
         )
     settings = _read_json(file)
+    _check_settings(settings, str(file))
+    return settings
+
+
+def _check_settings(settings: Any, label: str) -> None:
+    """Refuse settings that :meth:`RewardModel._settings` would not write."""
     if not isinstance(settings, dict) or settings.get("format") != FORMAT:
-        raise RewardModelError(f"{file}: not an lfi-gym reward model settings file")
+        raise RewardModelError(f"{label}: not an lfi-gym reward model settings file")
     if settings.get("version") != FORMAT_VERSION:
         raise RewardModelError(
-            f"{file}: format version {settings.get('version')!r}; this lfi-gym reads "
+            f"{label}: format version {settings.get('version')!r}; this lfi-gym reads "
             f"version {FORMAT_VERSION}"
         )
     members = settings.get("members")
@@ -853,8 +895,7 @@ def _read_settings(path: Path) -> dict[str, Any]:
     }
     bad = [key for key, ok in checks.items() if not ok]
     if bad:
-        raise RewardModelError(f"{file}: malformed or missing setting {bad[0]!r}")
-    return settings
+        raise RewardModelError(f"{label}: malformed or missing setting {bad[0]!r}")
 
 
 def _is_int(value: Any) -> bool:

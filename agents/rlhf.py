@@ -22,6 +22,18 @@ The user's env keeps its own reward: it is the gold reward the teacher labels by
 
 ``learn(total_timesteps)`` counts tokens: the RL step's (roll-ins included) plus the
 completion tokens sampled to collect preferences online.
+
+``save`` / ``RLHF.load(path, env=env)`` resume exactly ("learn, save, load, learn" ends
+with the parameters, counters and labels of "learn" alone). Besides ``agent.json`` and the
+RL learner (``policy.*``) the zip holds the frozen SFT policy (``sft.*``), the RL step's
+own members under ``rl/`` (optimizer, RNG streams, KL reference: what it saves on its own),
+the reward model (``reward_model.json``: offset, training settings and history;
+``reward_model.safetensors``: every member's weights; ``reward_model_trainer.data``: its
+optimizer and RNG states), the preferences so far (``preferences.lfip``) and ``rlhf.data``
+(the counters, the SFT samples the reward is centred on, and the teacher: settings,
+queries used and generator state). Loading runs no code, as for every agent file. The
+saved teacher is restored (a teacher must be a ``SimulatedTeacher`` to be saved); assign
+``agent.teacher`` after loading to change it.
 """
 
 from __future__ import annotations
@@ -30,8 +42,10 @@ import copy
 from typing import Any, ClassVar
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import get_device
 from tqdm.auto import tqdm
 
 from lfi_gym.agents.alignment_eval import sample
@@ -39,13 +53,24 @@ from lfi_gym.agents.base import BaseAgent
 from lfi_gym.agents.guided import AggreVaTeD, PPOPlusPlus
 from lfi_gym.agents.learners import make_learner
 from lfi_gym.agents.ppo import PPO
-from lfi_gym.agents.preferences import Preferences
+from lfi_gym.agents.preferences import Preferences, PreferencesError
 from lfi_gym.agents.reward_model import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
     RewardModel,
 )
+from lfi_gym.agents.serialization import (
+    MAX_DEMONSTRATIONS_BYTES,
+    AgentFileError,
+    check_count,
+    data_bytes,
+    json_bytes,
+    policy_members,
+    read_policy,
+    weights_bytes,
+)
+from lfi_gym.agents.teachers import SimulatedTeacher
 from lfi_gym.envs.validation import (
     check_non_negative_float,
     check_positive_float,
@@ -56,6 +81,8 @@ __all__ = ["RLHF", "RL_STEPS"]
 
 #: The RL step by name: the classes the rest of the library trains, unchanged.
 RL_STEPS: dict[str, type[PPO]] = {"ppo": PPO, "ppo++": PPOPlusPlus, "aggrevated": AggreVaTeD}
+#: Where an RLHF file keeps the RL step's own members (its optimizer, RNG streams, reference).
+RL_PREFIX = "rl/"
 
 
 class RLHF(BaseAgent):
@@ -83,10 +110,10 @@ class RLHF(BaseAgent):
     FAMILIES = frozenset({"text"})
     #: It learns from preferences (counted as preference queries), not the env's reward.
     USES_ENV_REWARD = False
+    #: The preferences and the teacher are saved in their own members.
     NOT_HYPERPARAMETERS: ClassVar[frozenset[str]] = BaseAgent.NOT_HYPERPARAMETERS | {
         "preferences",
         "teacher",
-        "rl_kwargs",
     }
 
     def __init__(
@@ -171,24 +198,29 @@ class RLHF(BaseAgent):
         )
         spec = env.spec
         self.rl_env = gym.make(spec.id, **{**(spec.kwargs or {}), "reward": self.reward_model})
-        step_kwargs = dict(self.rl_kwargs)
-        if RL_STEPS[rl] is not PPO:
-            step_kwargs["guide"] = self.sft
         self.rl_agent = RL_STEPS[rl](
-            self.rl_env,
-            copy.deepcopy(self.sft).requires_grad_(True),
-            kl_coef=self.kl_coef,
-            seed=seed,
-            device=self.device,
-            tensorboard_log=tensorboard_log,
-            verbose=verbose,
-            **step_kwargs,
+            self.rl_env, copy.deepcopy(self.sft).requires_grad_(True), **self._rl_step_kwargs()
         )
         self.preference_queries = 0
         self.collection_tokens = 0
         self._iterations_since_refit = 0
         self._fitted = False
-        self._sft_samples: Any = None  # what every fit is centred on, sampled once
+        #: The SFT completions every fit is centred on (prompt ids, completion ids), sampled once.
+        self._sft_samples: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+
+    def _rl_step_kwargs(self) -> dict[str, Any]:
+        """The RL step's constructor arguments besides its env and learner."""
+        kwargs = {
+            **self.rl_kwargs,
+            "kl_coef": self.kl_coef,
+            "seed": self.seed,
+            "device": self.device,
+            "tensorboard_log": self.tensorboard_log,
+            "verbose": self.verbose,
+        }
+        if RL_STEPS[self.rl] is not PPO:
+            kwargs["guide"] = self.sft
+        return kwargs
 
     @property
     def policy(self) -> torch.nn.Module:
@@ -255,11 +287,10 @@ class RLHF(BaseAgent):
             batch_size=self.rm_batch_size,
         )
         if self._sft_samples is None:  # the SFT policy is frozen: one sample serves every fit
-            self._sft_samples = sample(self.sft, self.env, self.center_samples, seed=0)
-        self.reward_model.center(
-            prompt_ids=self._sft_samples.prompt_ids,
-            completion_ids=self._sft_samples.completion_ids,
-        )
+            drawn = sample(self.sft, self.env, self.center_samples, seed=0)
+            self._sft_samples = (drawn.prompt_ids, drawn.completion_ids)
+        prompt_ids, completion_ids = self._sft_samples
+        self.reward_model.center(prompt_ids=prompt_ids, completion_ids=completion_ids)
         self._iterations_since_refit = 0
         self._fitted = True
         history = self.reward_model.history[-1]
@@ -268,16 +299,158 @@ class RLHF(BaseAgent):
             self.logger.record("rlhf/rm_train_accuracy", history["accuracy"])
         self.logger.record("rlhf/rm_offset", self.reward_model.offset)
 
-    # -- files (not written yet: save the parts) --------------------------------------------
+    # -- files ----------------------------------------------------------------------------
 
-    _NOT_SAVED = (
-        "RLHF files are not written yet: save the parts, rlhf.reward_model.save_pretrained(dir), "
-        "rlhf.rl_agent.save(path) and rlhf.preferences.save(path)"
+    FILE_MEMBERS = frozenset(
+        {
+            "sft.json",
+            "sft.safetensors",
+            "reward_model.json",
+            "reward_model.safetensors",
+            "reward_model_trainer.data",
+            "preferences.lfip",
+            "rlhf.data",
+        }
+        | {RL_PREFIX + name for step in RL_STEPS.values() for name in step.FILE_MEMBERS}
     )
 
-    def save(self, path: Any) -> Any:
-        raise NotImplementedError(self._NOT_SAVED)
+    def _extra_metadata(self) -> dict[str, Any]:
+        return {"env_id": self.env.spec.id}
+
+    def _extra_members(self) -> dict[str, bytes]:
+        if self.teacher is not None and not isinstance(self.teacher, SimulatedTeacher):
+            raise TypeError(
+                f"an RLHF file restores its teacher, which must be a SimulatedTeacher; this "
+                f"one is a {type(self.teacher).__name__}"
+            )
+        # The RL step's own members (optimizer, RNG streams, reference) under rl/; its
+        # learner is this agent's policy, which BaseAgent writes as policy.*.
+        members = {RL_PREFIX + k: v for k, v in self.rl_agent._extra_members().items()}
+        members.update(policy_members(self.sft, prefix="sft"))
+        members["reward_model.json"] = json_bytes(self.reward_model._settings())
+        members["reward_model.safetensors"] = weights_bytes(_members(self.reward_model))
+        members["reward_model_trainer.data"] = self.reward_model._trainer_bytes()
+        if self.preferences is not None:  # None only online, before the first pairs
+            members["preferences.lfip"] = self.preferences.to_bytes()
+        prompt_ids, completion_ids = self._sft_samples or (None, None)
+        state = {
+            "preference_queries": self.preference_queries,
+            "collection_tokens": self.collection_tokens,
+            "iterations_since_refit": self._iterations_since_refit,
+            "fitted": self._fitted,
+            "rl_num_timesteps": self.rl_agent.num_timesteps,
+            "teacher": None if self.teacher is None else self.teacher.state(),
+            "sft_prompt_ids": prompt_ids,
+            "sft_completion_ids": completion_ids,
+        }
+        members["rlhf.data"] = data_bytes(state)
+        return members
 
     @classmethod
     def _from_saved(cls, env, policy, hyperparameters, meta, members, device):
-        raise NotImplementedError(cls._NOT_SAVED)
+        for key in ("preferences", "teacher"):
+            if key in hyperparameters:
+                raise ValueError(
+                    f"RLHF.load restores the saved {key} (the file holds them); load without "
+                    f"{key}=, then set agent.teacher to change the teacher"
+                )
+        saved_rl = meta["hyperparameters"].get("rl")
+        if saved_rl not in RL_STEPS:
+            raise members.error(
+                "agent.json", f"unknown RL step {saved_rl!r} (one of {sorted(RL_STEPS)})"
+            )
+        saved_env = meta["extra"].get("env_id")
+        if not isinstance(saved_env, str):
+            raise members.error("agent.json", "no env id")
+        if env is None or getattr(env, "spec", None) is None:
+            raise ValueError(
+                f"RLHF.load needs the env it was trained on: RLHF.load(path, "
+                f"env=gym.make({saved_env!r}))"
+            )
+        if env.spec.id != saved_env:
+            raise ValueError(
+                f"this RLHF agent was trained on {saved_env}, the env given is {env.spec.id}: "
+                f"load it with env=gym.make({saved_env!r})"
+            )
+        state = members.data("rlhf.data")
+        with members.reading("rlhf.data"):
+            teacher = None
+            if state["teacher"] is not None:
+                teacher = SimulatedTeacher.from_state(state["teacher"])
+            counters = {
+                key: check_count(state[key])
+                for key in (
+                    "preference_queries",
+                    "collection_tokens",
+                    "iterations_since_refit",
+                    "rl_num_timesteps",
+                )
+            }
+            fitted = state["fitted"]
+            if not isinstance(fitted, bool):
+                raise ValueError(f"malformed 'fitted' {fitted!r}")
+            sft_samples = _centring_samples(state["sft_prompt_ids"], state["sft_completion_ids"])
+        preferences = None
+        if "preferences.lfip" in members:
+            data = members.read("preferences.lfip", MAX_DEMONSTRATIONS_BYTES)
+            try:
+                preferences = Preferences.from_bytes(data, name="preferences.lfip", env=env)
+            except PreferencesError as exc:
+                raise members.error("preferences.lfip", str(exc)) from None
+        elif teacher is None or fitted:  # offline, or fitted: there were preferences
+            raise AgentFileError(f"{members.label}: missing member 'preferences.lfip'")
+        sft = read_policy(members, get_device(device), prefix="sft")
+        agent = cls(
+            env,
+            sft,
+            preferences=preferences if teacher is None else None,
+            teacher=teacher,
+            device=device,
+            **hyperparameters,
+        )
+        agent.preferences = preferences
+        rm = agent.reward_model
+        members.load_weights("reward_model.safetensors", _members(rm))
+        with members.reading("reward_model.json"):
+            rm._restore_settings(members.json("reward_model.json"), "reward_model.json")
+        data = members.read("reward_model_trainer.data", rm._trainer_cap())
+        with members.reading("reward_model_trainer.data"):
+            rm._restore_trainer_state(data, "reward_model_trainer.data")
+        agent.preference_queries = counters["preference_queries"]
+        agent.collection_tokens = counters["collection_tokens"]
+        agent._iterations_since_refit = counters["iterations_since_refit"]
+        agent._fitted = fitted
+        agent._sft_samples = sft_samples
+        # The RL step rebuilt from its members; last, as it restores torch's global generator.
+        kwargs = agent._rl_step_kwargs()
+        del kwargs["device"]
+        agent.rl_agent = RL_STEPS[agent.rl]._from_saved(
+            agent.rl_env, policy, kwargs, meta, members.under(RL_PREFIX), agent.device
+        )
+        agent.rl_agent.num_timesteps = counters["rl_num_timesteps"]
+        return agent
+
+
+def _members(reward_model: RewardModel) -> torch.nn.ModuleList:
+    """The reward model's member networks as one module (one weights member holds all)."""
+    return torch.nn.ModuleList(reward_model.models)
+
+
+def _centring_samples(
+    prompt_ids: Any, completion_ids: Any
+) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+    """The saved SFT centring samples: None (not drawn yet) or two equal-length lists of
+    1-D integer arrays; ValueError otherwise."""
+    if prompt_ids is None and completion_ids is None:
+        return None
+    rows = []
+    for name, value in (("sft_prompt_ids", prompt_ids), ("sft_completion_ids", completion_ids)):
+        if not isinstance(value, list) or not all(
+            isinstance(a, np.ndarray) and a.ndim == 1 and np.issubdtype(a.dtype, np.integer)
+            for a in value
+        ):
+            raise ValueError(f"{name!r} is not a list of token id arrays")
+        rows.append([np.asarray(a, dtype=np.int64) for a in value])
+    if len(rows[0]) != len(rows[1]) or not rows[0]:
+        raise ValueError("the SFT centring samples' prompts and completions do not pair up")
+    return rows[0], rows[1]

@@ -21,6 +21,7 @@ Every problem (malformed, oversized, unknown, or naming what may not be built) i
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import zipfile
@@ -92,12 +93,20 @@ class AgentFileReader:
                 f"{', '.join(sorted(allowed))}"
             )
         self.names = frozenset(names)
+        self.prefix = ""
+
+    def under(self, prefix: str) -> AgentFileReader:
+        """A view that reads member ``prefix + name`` as ``name``: an agent stored inside
+        another agent's file (RLHF's RL step under ``rl/``) reads its members as usual."""
+        view = copy.copy(self)
+        view.prefix = self.prefix + prefix
+        return view
 
     def __contains__(self, name: object) -> bool:
-        return name in self.names
+        return isinstance(name, str) and self.prefix + name in self.names
 
     def error(self, name: str, problem: str) -> AgentFileError:
-        return AgentFileError(f"{self.label}: member {name!r}: {problem}")
+        return AgentFileError(f"{self.label}: member {self.prefix + name!r}: {problem}")
 
     @contextlib.contextmanager
     def reading(self, name: str) -> Iterator[None]:
@@ -112,9 +121,9 @@ class AgentFileReader:
 
     def read(self, name: str, cap: int) -> bytes:
         """The member's bytes; refused if its directory entry or its data exceed ``cap``."""
-        if name not in self.names:
-            raise AgentFileError(f"{self.label}: missing member {name!r}")
-        info = self.zf.getinfo(name)
+        if name not in self:
+            raise AgentFileError(f"{self.label}: missing member {self.prefix + name!r}")
+        info = self.zf.getinfo(self.prefix + name)
         if info.file_size > cap:
             raise self.error(name, f"{info.file_size} bytes exceed the cap of {cap} bytes")
         try:
@@ -138,7 +147,8 @@ class AgentFileReader:
         """A codec blob (:func:`data_bytes`), capped at ``cap`` (default MAX_STATE_BYTES)."""
         cap = MAX_STATE_BYTES if cap is None else cap
         try:
-            return _tree_from_bytes(self.read(name, cap), max_bytes=cap, label=f"member {name!r}")
+            data = self.read(name, cap)
+            return _tree_from_bytes(data, max_bytes=cap, label=f"member {self.prefix + name!r}")
         except CodecError as exc:
             raise AgentFileError(f"{self.label}: {exc}") from None
 

@@ -198,6 +198,26 @@ class SimulatedTeacher:
             "seed": self.seed,
         }
 
+    def state(self) -> dict[str, Any]:
+        """Plain data (settings, queries used, the generator's state) from which
+        :meth:`from_state` rebuilds this teacher mid-run: it answers on as this one would."""
+        return {
+            "settings": self.settings(),
+            "queries_used": self.queries_used,
+            "rng": self._rng.bit_generator.state,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> SimulatedTeacher:
+        """The teacher :meth:`state` described; ValueError for data it would not write."""
+        teacher = cls.from_settings(state["settings"])
+        used = check_non_negative_int(state["queries_used"], "queries_used")
+        if teacher.max_queries is not None and used > teacher.max_queries:
+            raise ValueError(f"queries_used {used} exceeds max_queries {teacher.max_queries}")
+        teacher.queries_used = used
+        teacher._rng.bit_generator.state = state["rng"]
+        return teacher
+
     def __repr__(self) -> str:
         used = f"{self.queries_used}" + ("" if self.max_queries is None else f"/{self.max_queries}")
         settings = {k: v for k, v in self.settings().items() if k not in ("kind", "max_queries")}

@@ -180,3 +180,23 @@ def test_settings_are_json_and_rebuild_the_teacher():
     assert again.settings() == teacher.settings()
     assert again.queries_used == 0
     assert "queries 1/5" in repr(teacher)
+
+
+def test_a_teacher_rebuilt_from_its_state_answers_on_as_the_original():
+    rng = np.random.default_rng(1)
+    pairs = [(rng.normal(size=3), rng.normal(size=3)) for _ in range(40)]
+    teacher = SimulatedTeacher(beta=1.0, mistake_rate=0.3, max_queries=30, seed=4)
+    for a, b in pairs[:10]:
+        teacher.label(a, b)
+    again = SimulatedTeacher.from_state(teacher.state())
+    assert again.settings() == teacher.settings() and again.queries_used == 10
+    assert [again.label(a, b) for a, b in pairs[10:30]] == [
+        teacher.label(a, b) for a, b in pairs[10:30]
+    ]
+    with pytest.raises(QueryBudgetExhausted):
+        again.label(GOOD, BAD)
+    state = teacher.state()
+    with pytest.raises(ValueError, match="queries_used 31 exceeds max_queries 30"):
+        SimulatedTeacher.from_state({**state, "queries_used": 31})
+    with pytest.raises(ValueError, match="queries_used must be a non-negative int"):
+        SimulatedTeacher.from_state({**state, "queries_used": -1})
