@@ -37,6 +37,7 @@ from lfi_gym.agents import DPO, PPO, RLHF, Preferences, SimulatedTeacher
 from lfi_gym.agents.alignment_eval import alignment_metrics
 from lfi_gym.agents.dpo import TINYREVIEWS as DPO_TINYREVIEWS
 from lfi_gym.agents.ppo import TINYREVIEWS
+from lfi_gym.output import quiet_third_party
 
 ENV_ID = "TextGen-TinyReviews-v0"
 #: The PPO preset without its KL coefficient: RLHF and gold PPO use ``--kl-coef``.
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/rlhf_tinyreviews")
     parser.add_argument("--replot", nargs="+", help="only print the table from results.json files")
     args = parser.parse_args()
+    quiet_third_party()  # transformers' loading bars are not this benchmark's output
     if args.replot:
         results: dict[str, list[dict]] = {}
         for path in args.replot:

@@ -349,6 +349,7 @@ SAVED_HYPERPARAMETERS = {
     "d2lols": PPO_HYPERPARAMETERS | {"restart_horizon", "tau", "ppo_beta", "aggrevated_beta"},
     "rlhf": {
         "rl",
+        "rl_kwargs",
         "kl_coef",
         "initial_pairs",
         "pairs_per_refit",
