@@ -157,6 +157,12 @@ def plan_jobs(
             name, cls = resolve_agent(spec)
             check_family(name, cls, entry.env_id)
             settings = dict(entry.agent_kwargs.get(spec, entry.agent_kwargs.get(name, {})))
+            if "preference_queries" in settings and cls.BUDGET_UNIT != "preference_queries":
+                raise ValueError(
+                    f"{name}: preference_queries is a setting of agents that learn from "
+                    f"preferences (BUDGET_UNIT 'preference_queries': rlhf, dpo); {name} is "
+                    f"budgeted in {cls.BUDGET_UNIT}. Remove it from {name}'s settings"
+                )
             # The BC model of the label budget: a guided agent's guide, a preference agent's SFT.
             needs_bc = _takes(cls, "guide") or cls.BUDGET_UNIT == "preference_queries"
             guide = dict(entry.agent_kwargs.get("bc", {})) if needs_bc else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from lfi_gym import agents
@@ -212,3 +213,14 @@ def _spaces(entry):
 
     env = gym.make(entry.env_id, **entry.env_kwargs)
     return env.observation_space, env.action_space
+
+
+def test_preference_queries_given_to_an_agent_that_takes_no_preferences_is_refused() -> None:
+    from lfi_gym.compare import plan_jobs
+    from lfi_gym.suites import get_suite
+
+    (base,) = get_suite("preferences")
+    wrong = {**base.agent_kwargs, "ppo": {**base.agent_kwargs["ppo"], "preference_queries": 10}}
+    entry = dataclasses.replace(base, agents=("ppo",), agent_kwargs=wrong)
+    with pytest.raises(ValueError, match="preference_queries.*budgeted in env_steps"):
+        plan_jobs([entry], [0])
