@@ -222,5 +222,5 @@ def test_preference_queries_given_to_an_agent_that_takes_no_preferences_is_refus
     (base,) = get_suite("preferences")
     wrong = {**base.agent_kwargs, "ppo": {**base.agent_kwargs["ppo"], "preference_queries": 10}}
     entry = dataclasses.replace(base, agents=("ppo",), agent_kwargs=wrong)
-    with pytest.raises(ValueError, match="preference_queries.*budgeted in env_steps"):
+    with pytest.raises(ValueError, match=r"preference_queries.*budgeted in env_steps"):
         plan_jobs([entry], [0])
