@@ -39,6 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rlhf_tinyreviews import ENV_ID, RL_SETTINGS
 from tinyreviews_rl import train_guide
 
+#: Completions kept per evaluation point (the first prompts'), to read what the policy writes.
+EXAMPLES = 4
+
 
 def measure(agent: RLHF, env: gym.Env, policy: Any, n: int, seed: int) -> dict[str, Any]:
     """Gold reward, proxy reward and KL to SFT of ``policy`` on ``n`` prompts: means and 95%
@@ -59,7 +62,7 @@ def measure(agent: RLHF, env: gym.Env, policy: Any, n: int, seed: int) -> dict[s
         "proxy_reward": proxy,
         "kl_to_sft": sequence_kl(policy, agent.sft, samples),
     }
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"examples": list(samples.completions[:EXAMPLES])}
     for name, per_prompt in values.items():
         out[name] = float(per_prompt.mean())
         out[name + "_ci"] = [float(x) for x in stats.bootstrap_ci(per_prompt, confidence=0.95)]
@@ -77,12 +80,18 @@ def run(args: argparse.Namespace, seed: int, n_pairs: int, results: list[dict]) 
         env,
         sft,
         preferences=pairs,
-        rl="ppo",
+        rl=args.rl,
         kl_coef=args.kl_coef,
         rl_kwargs=RL_SETTINGS,
         seed=seed,
     )
-    run_record = {"seed": seed, "pairs": n_pairs, "kl_coef": args.kl_coef, "points": []}
+    run_record = {
+        "seed": seed,
+        "pairs": n_pairs,
+        "rl": args.rl,
+        "kl_coef": args.kl_coef,
+        "points": [],
+    }
     results.append(run_record)
     started = time.perf_counter()
     while agent.num_timesteps < args.tokens:
@@ -146,8 +155,8 @@ def plot(results: list[dict], path: str) -> None:
         twin.fill_between(kl, plow, phigh, color="tab:orange", alpha=0.2)
         twin.set_ylabel("proxy reward (centred on SFT)", color="tab:orange")
         ax.set_title(
-            f"RLHF-PPO, {run_record['pairs']} pairs, KL coef {run_record['kl_coef']}, "
-            f"seed {run_record['seed']}",
+            f"RLHF-{run_record.get('rl', 'ppo').upper()}, {run_record['pairs']} pairs, "
+            f"KL coef {run_record['kl_coef']}, seed {run_record['seed']}",
             fontsize=9,
         )
     fig.tight_layout()
@@ -162,6 +171,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=60_000)
     parser.add_argument("--eval-every", type=int, default=5_000)
     parser.add_argument("--kl-coef", type=float, default=0.0)
+    parser.add_argument("--rl", default="ppo", choices=("ppo", "ppo++", "aggrevated"))
     parser.add_argument("--bc-labels", type=int, default=960)
     parser.add_argument("--eval", type=int, default=256)
     parser.add_argument("--out", default="runs/rlhf_overopt")
