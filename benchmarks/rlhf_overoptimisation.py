@@ -39,8 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rlhf_tinyreviews import ENV_ID, RL_SETTINGS
 from tinyreviews_rl import train_guide
 
-#: Completions kept per evaluation point (the first prompts'), to read what the policy writes.
+#: Completions kept per evaluation point (the first prompts', and the lowest-scoring), to read
+#: what the policy writes.
 EXAMPLES = 4
+#: Completions of at most this many tokens count as short (a degenerate policy stops at once).
+SHORT_TOKENS = 2
 
 
 def measure(agent: RLHF, env: gym.Env, policy: Any, n: int, seed: int) -> dict[str, Any]:
@@ -62,7 +65,14 @@ def measure(agent: RLHF, env: gym.Env, policy: Any, n: int, seed: int) -> dict[s
         "proxy_reward": proxy,
         "kl_to_sft": sequence_kl(policy, agent.sft, samples),
     }
-    out: dict[str, Any] = {"examples": list(samples.completions[:EXAMPLES])}
+    lengths = np.array([len(c) for c in samples.completion_ids])
+    worst = np.argsort(values["gold_reward"], kind="stable")[:EXAMPLES]
+    out: dict[str, Any] = {
+        "examples": list(samples.completions[:EXAMPLES]),
+        "lowest_gold_examples": [samples.completions[i] for i in worst],
+        "mean_tokens": float(lengths.mean()),
+        "short_fraction": float((lengths <= SHORT_TOKENS).mean()),
+    }
     for name, per_prompt in values.items():
         out[name] = float(per_prompt.mean())
         out[name + "_ci"] = [float(x) for x in stats.bootstrap_ci(per_prompt, confidence=0.95)]
@@ -144,15 +154,16 @@ def plot(results: list[dict], path: str) -> None:
         kl = np.array([p["kl_to_sft"] for p in points])
         gold = np.array([p["gold_reward"] for p in points])
         low, high = np.array([p["gold_reward_ci"] for p in points]).T
-        ax.plot(kl, gold, "o-", color="tab:blue", label="gold (lexicon) reward")
-        ax.fill_between(kl, low, high, color="tab:blue", alpha=0.2)
+        # Points in training order (KL to SFT need not grow every step); bars: 95% CIs.
+        ax.errorbar(kl, gold, yerr=[gold - low, high - gold], fmt="o-", color="tab:blue", ms=4)
         ax.set_xlabel("KL to SFT (nats per completion)")
         ax.set_ylabel("gold reward", color="tab:blue")
         twin = ax.twinx()
         proxy = np.array([p["proxy_reward"] for p in points])
         plow, phigh = np.array([p["proxy_reward_ci"] for p in points]).T
-        twin.plot(kl, proxy, "s--", color="tab:orange", label="proxy (reward model)")
-        twin.fill_between(kl, plow, phigh, color="tab:orange", alpha=0.2)
+        twin.errorbar(
+            kl, proxy, yerr=[proxy - plow, phigh - proxy], fmt="s--", color="tab:orange", ms=3
+        )
         twin.set_ylabel("proxy reward (centred on SFT)", color="tab:orange")
         ax.set_title(
             f"RLHF-{run_record.get('rl', 'ppo').upper()}, {run_record['pairs']} pairs, "
