@@ -27,7 +27,7 @@ from lfi_gym.agents.preference_collection import segment_prompt_ids
 from lfi_gym.agents.rollouts import LEARNER, EpisodePlan, run_wave
 from lfi_gym.envs.validation import check_positive_int
 
-__all__ = ["Samples", "alignment_metrics", "sample", "sequence_kl", "win_rate"]
+__all__ = ["Samples", "alignment_metrics", "proxy_rewards", "sample", "sequence_kl", "win_rate"]
 
 #: ``judge(prompts, completions_a, completions_b) -> P(a better)`` per row.
 Judge = Callable[[Sequence[str], Sequence[str], Sequence[str]], Sequence[float]]
@@ -148,10 +148,16 @@ def alignment_metrics(
         "win_rate": float(win_rate(ours, theirs, judge).mean()),
     }
     if reward_model is not None:
-        proxy = reward_model(
-            prompts=ours.prompts,
-            completions=ours.completions,
-            completion_ids=[c.tolist() for c in ours.completion_ids],
-        )
-        metrics["proxy_reward"] = float(np.mean(proxy))
+        metrics["proxy_reward"] = float(proxy_rewards(reward_model, ours).mean())
     return metrics
+
+
+def proxy_rewards(reward_model: Any, samples: Samples) -> np.ndarray:
+    """Per sample, ``reward_model``'s score of its completion (the proxy reward), called
+    with the keyword reward contract on the samples' exact token ids."""
+    scores = reward_model(
+        prompts=samples.prompts,
+        completions=samples.completions,
+        completion_ids=[c.tolist() for c in samples.completion_ids],
+    )
+    return np.asarray(scores, dtype=float)

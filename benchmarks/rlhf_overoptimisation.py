@@ -32,7 +32,7 @@ import torch
 
 from lfi_gym import stats
 from lfi_gym.agents import RLHF, Preferences, SimulatedTeacher
-from lfi_gym.agents.alignment_eval import sample, sequence_kl
+from lfi_gym.agents.alignment_eval import proxy_rewards, sample, sequence_kl
 from lfi_gym.output import quiet_third_party
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,17 +52,9 @@ def measure(agent: RLHF, env: gym.Env, policy: Any, n: int, seed: int) -> dict[s
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         samples = sample(policy, env, n, seed)
-    proxy = np.asarray(
-        agent.reward_model(
-            prompts=samples.prompts,
-            completions=samples.completions,
-            completion_ids=[c.tolist() for c in samples.completion_ids],
-        ),
-        dtype=float,
-    )
     values = {
         "gold_reward": np.asarray(samples.gold, dtype=float),
-        "proxy_reward": proxy,
+        "proxy_reward": proxy_rewards(agent.reward_model, samples),
         "kl_to_sft": sequence_kl(policy, agent.sft, samples),
     }
     lengths = np.array([len(c) for c in samples.completion_ids])
