@@ -416,7 +416,7 @@ def _collection_budgets(preferences: Any) -> dict[str, int]:
     """The tokens sampled to collect ``preferences`` (every sampled pair's; the pairs
     themselves are the agent's own ``preference_queries``)."""
     tokens = int(preferences.teacher["tokens"])
-    return {k: 0 for k in BUDGET_KEYS} | {"env_steps": tokens, "tokens": tokens}
+    return dict.fromkeys(BUDGET_KEYS, 0) | {"env_steps": tokens, "tokens": tokens}
 
 
 def _demonstrations(entry: SuiteEntry, point: int, seed: int) -> Any:
